@@ -1,0 +1,1 @@
+"""Analytical cost models: pure numpy functions of design points and workloads (no torch, no I/O)."""

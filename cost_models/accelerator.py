@@ -1,0 +1,217 @@
+"""A plain INT-N output/weight/input-stationary systolic accelerator running a whole LLM workload.
+
+Components (Accelergy-style action counts x per-action energies, per-unit areas):
+
+* an R x C array of b-bit MAC PEs with an ``acc_bits`` accumulator;
+* three operand SRAM buffers (A: activations, B: weights or K/V, C: outputs/partial sums);
+* DRAM at ``dram_bw_gbps``; fixed periphery (control, DMA, interconnect);
+* leakage proportional to area over the run time.
+
+Latency per GEMM is ``max(compute cycles / clock, DRAM bytes / bandwidth)`` (double-buffered
+overlap, see ``systolic.bandwidth_bound_seconds``). Operands are b-bit; outputs are written to DRAM
+requantised to b bits; partial sums live in the output buffer at ``acc_bits``.
+
+An accumulator narrower than ``2b + ceil(log2 K_max)`` bits can overflow: ``acc_headroom_bits``
+reports the margin (negative = the design is infeasible).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from cost_models import systolic
+from cost_models.tech import Tech
+from workloads.operators import GemmOps, Phase
+
+KIB = 1024.0
+
+
+@dataclass(frozen=True)
+class SystolicDesign:
+    """Design points as equally long 1-D arrays (one entry per design point)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    dataflow: np.ndarray  # codes into systolic.DATAFLOWS
+    bits: np.ndarray
+    acc_bits: np.ndarray
+    clock_ghz: np.ndarray
+    a_buf_kib: np.ndarray
+    b_buf_kib: np.ndarray
+    c_buf_kib: np.ndarray
+    dram_bw_gbps: np.ndarray
+    double_buffered: bool = True
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> SystolicDesign:
+        """Broadcast scalars and arrays in ``values`` to a common 1-D length."""
+        names = [f.name for f in fields(cls) if f.name != "double_buffered"]
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise KeyError(f"design point lacks {missing}")
+        arrays = {n: np.asarray(values[n]) for n in names}
+        arrays["dataflow"] = systolic.dataflow_code(arrays["dataflow"])
+        shaped = np.broadcast_arrays(*(np.atleast_1d(arrays[n]) for n in names))
+        out = {n: (a.astype(np.int64) if n == "dataflow" else a.astype(np.float64)) for n, a in
+               zip(names, shaped, strict=True)}
+        return cls(**out, double_buffered=bool(values.get("double_buffered", True)))
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def take(self, sl: slice | np.ndarray) -> SystolicDesign:
+        kw = {f.name: getattr(self, f.name)[sl] for f in fields(self) if f.name != "double_buffered"}
+        return SystolicDesign(**kw, double_buffered=self.double_buffered)
+
+    def sanitised(self) -> tuple[SystolicDesign, np.ndarray]:
+        """A copy whose invalid points are replaced by a harmless placeholder, and the invalid mask."""
+        bad = self.invalid_reason() != ""
+        if not bad.any():
+            return self, bad
+        safe = {"rows": 1.0, "cols": 1.0, "bits": 8.0, "clock_ghz": 1.0, "dram_bw_gbps": 1.0,
+                "a_buf_kib": 1.0, "b_buf_kib": 1.0, "c_buf_kib": 1.0}
+        kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "double_buffered"}
+        for name, value in safe.items():
+            kw[name] = np.where(bad, value, kw[name])
+        return SystolicDesign(**kw, double_buffered=self.double_buffered), bad
+
+    def invalid_reason(self) -> np.ndarray:
+        """Per point: empty string if physically meaningful, else why not."""
+        reasons = np.full(len(self), "", dtype=object)
+        checks = [
+            (self.rows < 1, "rows < 1"),
+            (self.cols < 1, "cols < 1"),
+            (self.bits < 2, "bits < 2"),
+            (self.clock_ghz <= 0, "clock_ghz <= 0"),
+            (self.dram_bw_gbps <= 0, "dram_bw_gbps <= 0"),
+            ((self.a_buf_kib <= 0) | (self.b_buf_kib <= 0) | (self.c_buf_kib <= 0), "buffer size <= 0"),
+        ]
+        for bad, why in checks:
+            reasons[bad & (reasons == "")] = why
+        return reasons
+
+
+METRICS: dict[str, str] = {
+    "latency_s": "end-to-end latency of the workload (prefill + all decode steps) [s]",
+    "prefill_latency_s": "prefill latency [s]",
+    "decode_latency_s": "latency of all decode steps [s]",
+    "tokens_per_s": "generated tokens per second over the whole workload [tokens/s]",
+    "energy_j": "total energy of the workload [J]",
+    "energy_per_token_j": "energy per generated token [J/token]",
+    "energy_mac_j": "MAC-array energy [J]",
+    "energy_sram_j": "operand-buffer energy [J]",
+    "energy_dram_j": "DRAM energy [J]",
+    "energy_leak_j": "leakage energy [J]",
+    "area_mm2": "total area [mm^2]",
+    "area_pe_mm2": "PE-array area [mm^2]",
+    "area_sram_mm2": "operand-buffer area [mm^2]",
+    "power_w": "average power (energy / latency) [W]",
+    "utilization": "MAC-weighted array utilisation [0-1]",
+    "edp_js": "energy-delay product [J s]",
+    "acc_headroom_bits": "accumulator width minus the worst-case 2b + ceil(log2 K) [bits]",
+}
+
+
+@dataclass(frozen=True)
+class PerOp:
+    """Per design point x GEMM breakdown (each entry for all ``count`` executions of the GEMM)."""
+
+    cycles: np.ndarray
+    latency_s: np.ndarray
+    energy_j: np.ndarray
+    dram_bytes: np.ndarray
+
+
+def _evaluate_chunk(d: SystolicDesign, ops: GemmOps, tech: Tech, df: int) -> tuple[dict[str, np.ndarray], PerOp]:
+    """All points of ``d`` share the dataflow ``df`` (so only its formulas are computed)."""
+    col = lambda a: a[:, None]  # noqa: E731 - design arrays as a column against the GEMM row
+    R, C = col(d.rows), col(d.cols)
+    bits, acc = col(d.bits), col(d.acc_bits)
+    M, K, N, cnt = ops.M[None, :], ops.K[None, :], ops.N[None, :], ops.count[None, :]
+    op_bytes = bits / 8.0
+    psum_bytes = acc / 8.0
+
+    cycles = systolic.gemm_cycles(M, K, N, R, C, df)
+    sram = systolic.sram_accesses(M, K, N, R, C, df)
+    dram = systolic.dram_traffic(
+        M, K, N, R, C, df, a_bytes=op_bytes, b_bytes=op_bytes, c_bytes=op_bytes, psum_bytes=psum_bytes,
+        a_buf=col(d.a_buf_kib) * KIB, b_buf=col(d.b_buf_kib) * KIB, c_buf=col(d.c_buf_kib) * KIB,
+        double_buffered=d.double_buffered, sram=sram,
+    )
+    lat = systolic.bandwidth_bound_seconds(cycles, col(d.clock_ghz) * 1e9, dram.total, col(d.dram_bw_gbps) * 1e9)
+
+    macs = M * K * N
+    e_mac = macs * tech.mac_energy_pj(bits, acc)
+    rd_a, rd_b, rd_c = (tech.sram_read_pj_per_byte(col(x)) for x in (d.a_buf_kib, d.b_buf_kib, d.c_buf_kib))
+    wr_a, wr_b, wr_c = (tech.sram_write_pj_per_byte(col(x)) for x in (d.a_buf_kib, d.b_buf_kib, d.c_buf_kib))
+    e_sram = (
+        sram.a_reads * op_bytes * rd_a + sram.b_reads * op_bytes * rd_b
+        + (sram.c_writes * wr_c + sram.c_reads * rd_c) * psum_bytes
+        + dram.a_bytes * wr_a + dram.b_bytes * wr_b  # DRAM fills are buffer writes
+    )
+    e_dram = dram.total * tech.dram_energy_pj_per_byte
+
+    lat_all = lat * cnt
+    e_dyn = (e_mac + e_sram + e_dram) * cnt * 1e-12
+
+    area_pe = d.rows * d.cols * tech.pe_area_um2(d.bits, d.acc_bits) / 1e6
+    area_sram = tech.sram_area_mm2(d.a_buf_kib) + tech.sram_area_mm2(d.b_buf_kib) + tech.sram_area_mm2(d.c_buf_kib)
+    area = area_pe + area_sram + tech.periphery_area_mm2
+
+    latency = lat_all.sum(axis=1)
+    prefill = ops.phase == int(Phase.PREFILL)
+    e_leak = tech.leakage_mw_per_mm2 * 1e-3 * area * latency
+    energy = e_dyn.sum(axis=1) + e_leak
+    total_cycles = (cycles * cnt).sum(axis=1)
+    gen_tokens = float(ops.generated_tokens)
+    k_max = float(ops.K.max())
+    metrics = {
+        "latency_s": latency,
+        "prefill_latency_s": lat_all[:, prefill].sum(axis=1),
+        "decode_latency_s": lat_all[:, ~prefill].sum(axis=1),
+        "tokens_per_s": gen_tokens / latency,
+        "energy_j": energy,
+        "energy_per_token_j": energy / gen_tokens,
+        "energy_mac_j": (e_mac * cnt).sum(axis=1) * 1e-12,
+        "energy_sram_j": (e_sram * cnt).sum(axis=1) * 1e-12,
+        "energy_dram_j": (e_dram * cnt).sum(axis=1) * 1e-12,
+        "energy_leak_j": e_leak,
+        "area_mm2": area,
+        "area_pe_mm2": area_pe,
+        "area_sram_mm2": area_sram,
+        "power_w": energy / latency,
+        "utilization": (macs * cnt).sum(axis=1) / (d.rows * d.cols * total_cycles),
+        "edp_js": energy * latency,
+        "acc_headroom_bits": d.acc_bits - (2 * d.bits + np.ceil(np.log2(k_max))),
+    }
+    per_op = PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=e_dyn, dram_bytes=dram.total * cnt)
+    return metrics, per_op
+
+
+def evaluate(design: SystolicDesign, ops: GemmOps, tech: Tech, *, chunk: int = 8192,
+             per_op: bool = False) -> tuple[dict[str, np.ndarray], PerOp | None]:
+    """Metrics (``METRICS``) for every design point; optionally the per-GEMM breakdown.
+
+    Design points are processed in chunks of ``chunk`` to bound memory (P x O temporaries).
+    Invalid points (see ``SystolicDesign.invalid_reason``) get NaN metrics.
+    """
+    design, bad = design.sanitised()
+    n, n_ops = len(design), len(ops)
+    metrics = {k: np.full(n, np.nan) for k in METRICS}
+    joined = PerOp(*(np.full((n, n_ops), np.nan) for _ in fields(PerOp))) if per_op else None
+    for code in np.unique(design.dataflow):  # one dataflow at a time: only its formulas are computed
+        idx_all = np.flatnonzero(design.dataflow == code)
+        for start in range(0, idx_all.size, chunk):
+            idx = idx_all[start:start + chunk]
+            m, p = _evaluate_chunk(design.take(idx), ops, tech, int(code))
+            for k in METRICS:
+                metrics[k][idx] = m[k]
+            if joined is not None:
+                for f in fields(PerOp):
+                    getattr(joined, f.name)[idx] = getattr(p, f.name)
+    for k in METRICS:
+        metrics[k][bad] = np.nan
+    return metrics, joined

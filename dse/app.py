@@ -1,0 +1,54 @@
+"""The search run: config -> system -> Optuna study -> run-directory artefacts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from dse import __version__
+from dse.config import Config, to_config
+from dse.export import export_designs
+from dse.plots import save_pareto_plots
+from dse.report import study_table, summarise, write_summary, write_tables
+from dse.study import open_study, optimise
+from dse.systems import make_system
+
+log = logging.getLogger(__name__)
+
+
+def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
+    """Validate, search, and write trials.csv, pareto.csv, pareto.png, designs/ and summary.json."""
+    cfg = to_config(raw)
+    system = make_system(cfg)  # all config checks happen before the study is touched
+    run_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(cfg, run_dir)
+    result = optimise(study, cfg, system)
+
+    objectives = list(cfg.system.objectives)
+    table = study_table(study, objectives, list(cfg.system.objectives.values()))
+    write_tables(table, run_dir)
+    title = f"{cfg.system.name} on {cfg.model.name} ({cfg.tech.name}), {len(table.feasible)} feasible designs"
+    save_pareto_plots(table, system.metrics, title, run_dir, cfg.output.plot_formats)
+    designs = (export_designs(cfg, system, table.pareto, run_dir, cfg.output.max_exported_designs)
+               if cfg.output.export_designs else [])
+    summary = summarise(table, result.wall_s, {
+        "this_session": {"asked": result.n_asked, "failed": result.n_failed},
+        "study_name": cfg.search.study_name,
+        "sampler": cfg.search.sampler,
+        "seed": cfg.search.seed,
+        "system": cfg.system.name,
+        "model": cfg.model.name,
+        "tech": cfg.tech.name,
+        "workload": {"batch": cfg.workload.batch, "prompt_len": cfg.workload.prompt_len,
+                     "gen_len": cfg.workload.gen_len},
+        "constraints": {k: {"max": b.max, "min": b.min} for k, b in cfg.system.constraints.items()},
+        "exported_designs": len(designs),
+        "tide_version": __version__,
+    })
+    write_summary(summary, run_dir)
+    log.info("%d trials (%d feasible), Pareto set %d, hypervolume %.4f -> %s", summary["n_trials"],
+             summary["n_feasible"], summary["pareto_size"], summary["hypervolume"], run_dir)
+    return summary

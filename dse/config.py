@@ -1,0 +1,256 @@
+"""Typed configuration schema (Hydra structured configs) and its validation.
+
+The YAML tree under ``conf/`` is merged onto these dataclasses, so a misspelt key or a wrong type is
+rejected by Hydra/OmegaConf with the key's full path. Range and choice checks run in
+``__post_init__`` when :func:`to_config` turns the composed config into objects, before any work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf needs typing generics
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from cost_models.tech import Tech
+from workloads import ModelShape, WorkloadSpec
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or not one of the allowed choices."""
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _choice(value: Any, key: str, allowed: list[Any] | tuple[Any, ...]) -> None:
+    _require(value in allowed, key, f"{value!r} is not allowed; allowed values: {list(allowed)}")
+
+
+@dataclass
+class Quantity:
+    """A number with its unit and where it comes from (a citation or a stated assumption)."""
+
+    value: float = MISSING
+    unit: str = MISSING
+    source: str = MISSING
+
+
+@dataclass
+class TechConfig:
+    name: str = MISSING
+    node_nm: Quantity = field(default_factory=Quantity)
+    mult8_energy_pj: Quantity = field(default_factory=Quantity)
+    add32_energy_pj: Quantity = field(default_factory=Quantity)
+    mult8_area_um2: Quantity = field(default_factory=Quantity)
+    add32_area_um2: Quantity = field(default_factory=Quantity)
+    dff_area_um2: Quantity = field(default_factory=Quantity)
+    logic_energy_scale: Quantity = field(default_factory=Quantity)
+    logic_area_scale: Quantity = field(default_factory=Quantity)
+    sram_energy_pj_per_64b_8kib: Quantity = field(default_factory=Quantity)
+    sram_energy_size_exponent: Quantity = field(default_factory=Quantity)
+    sram_write_read_ratio: Quantity = field(default_factory=Quantity)
+    sram_bitcell_um2: Quantity = field(default_factory=Quantity)
+    sram_array_efficiency: Quantity = field(default_factory=Quantity)
+    dram_energy_pj_per_byte: Quantity = field(default_factory=Quantity)
+    leakage_mw_per_mm2: Quantity = field(default_factory=Quantity)
+    periphery_area_mm2: Quantity = field(default_factory=Quantity)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name == "name":
+                continue
+            q: Quantity = getattr(self, f.name)
+            _require(q.value >= 0, f"tech.{f.name}.value", f"must be >= 0, got {q.value}")
+            _require(bool(str(q.source).strip()), f"tech.{f.name}.source", "every constant needs a source")
+        _require(0 < self.sram_array_efficiency.value <= 1, "tech.sram_array_efficiency.value",
+                 "must be in (0, 1]")
+
+    def to_tech(self) -> Tech:
+        return Tech(**{f.name: float(getattr(self, f.name).value) for f in fields(Tech)})
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    hidden: int = MISSING
+    layers: int = MISSING
+    heads: int = MISSING
+    kv_heads: int = MISSING
+    head_dim: int = MISSING
+    ffn: int = MISSING
+    gated_mlp: bool = MISSING
+    vocab: int = MISSING
+    tied_embeddings: bool = False
+    source: str = MISSING
+
+    def __post_init__(self) -> None:
+        try:
+            self.to_shape()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def to_shape(self) -> ModelShape:
+        return ModelShape(**{f.name: getattr(self, f.name) for f in fields(ModelShape)})
+
+
+@dataclass
+class WorkloadConfig:
+    batch: int = 1
+    prompt_len: int = 512
+    gen_len: int = 128
+    decode_ctx_samples: int = 8
+    include_lm_head: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            self.to_spec()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def to_spec(self) -> WorkloadSpec:
+        return WorkloadSpec(**{f.name: getattr(self, f.name) for f in fields(WorkloadSpec)})
+
+
+PARAM_TYPES = ("int", "float", "categorical")
+
+
+@dataclass
+class ParamSpec:
+    """One searched knob: ``int``/``float`` with ``low``/``high`` (``log``, ``step``) or ``categorical``."""
+
+    type: str = MISSING
+    low: Optional[float] = None
+    high: Optional[float] = None
+    step: Optional[float] = None
+    log: bool = False
+    choices: Optional[List[Any]] = None
+
+
+def validate_param(key: str, spec: ParamSpec) -> None:
+    _choice(spec.type, f"{key}.type", PARAM_TYPES)
+    if spec.type == "categorical":
+        _require(bool(spec.choices), f"{key}.choices", "a categorical knob needs a non-empty list of choices")
+        return
+    _require(spec.low is not None and spec.high is not None, key, "int/float knobs need low and high")
+    assert spec.low is not None and spec.high is not None
+    _require(spec.low <= spec.high, key, f"low ({spec.low}) must be <= high ({spec.high})")
+    if spec.log:
+        _require(spec.low > 0, f"{key}.low", "must be > 0 when log is true")
+        _require(spec.step is None or (spec.type == "int" and spec.step == 1), f"{key}.step",
+                 "log-scaled knobs take no step (int knobs: step 1)")
+    if spec.step is not None:
+        _require(spec.step > 0, f"{key}.step", f"must be > 0, got {spec.step}")
+    if spec.type == "int":
+        for name in ("low", "high", "step"):
+            v = getattr(spec, name)
+            _require(v is None or float(v).is_integer(), f"{key}.{name}", f"must be an integer, got {v}")
+
+
+DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass
+class Bound:
+    """A constraint on one metric: ``min <= metric <= max`` (either side optional)."""
+
+    max: Optional[float] = None
+    min: Optional[float] = None
+
+
+@dataclass
+class SystemConfig:
+    name: str = MISSING
+    description: str = ""
+    hw: Dict[str, Any] = field(default_factory=dict)
+    space: Dict[str, ParamSpec] = field(default_factory=dict)
+    objectives: Dict[str, str] = field(default_factory=dict)
+    constraints: Dict[str, Bound] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.objectives), "system.objectives", "at least one objective is needed")
+        for metric, direction in self.objectives.items():
+            _choice(direction, f"system.objectives.{metric}", DIRECTIONS)
+        for key, spec in self.space.items():
+            validate_param(f"system.space.{key}", spec)
+        for metric, bound in self.constraints.items():
+            _require(bound.max is not None or bound.min is not None, f"system.constraints.{metric}",
+                     "give max and/or min")
+
+
+SAMPLERS = ("nsga2", "tpe", "random", "gp", "grid")
+
+
+@dataclass
+class SearchConfig:
+    sampler: str = "nsga2"
+    seed: int = 0
+    n_trials: int = 200
+    timeout: Optional[float] = None
+    storage: Optional[str] = None
+    study_name: str = "tide"
+    resume: bool = False
+    population_size: int = 24
+    n_startup_trials: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _choice(self.sampler, "search.sampler", SAMPLERS)
+        _require(self.n_trials >= 1, "search.n_trials", f"must be >= 1, got {self.n_trials}")
+        _require(self.timeout is None or self.timeout > 0, "search.timeout",
+                 f"must be > 0 seconds or null, got {self.timeout}")
+        _require(self.population_size >= 2, "search.population_size", f"must be >= 2, got {self.population_size}")
+        _require(self.n_startup_trials >= 0, "search.n_startup_trials", "must be >= 0")
+        _require(bool(self.study_name.strip()), "search.study_name", "must not be empty")
+
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+@dataclass
+class OutputConfig:
+    plot_formats: List[str] = field(default_factory=lambda: ["png"])
+    export_designs: bool = True
+    max_exported_designs: int = 200
+
+    def __post_init__(self) -> None:
+        for fmt in self.plot_formats:
+            _choice(fmt, "output.plot_formats", PLOT_FORMATS)
+        _require(self.max_exported_designs >= 0, "output.max_exported_designs", "must be >= 0")
+
+
+@dataclass
+class Config:
+    system: SystemConfig = MISSING
+    model: ModelConfig = MISSING
+    tech: TechConfig = MISSING
+    workload: WorkloadConfig = MISSING
+    search: SearchConfig = MISSING
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def register_schema() -> None:
+    """Make the schema available to ``conf/config.yaml`` (its defaults list starts with it)."""
+    ConfigStore.instance().store(name="tide_schema", node=Config)
+
+
+def to_config(cfg: DictConfig | Config) -> Config:
+    """Turn a composed config into validated objects; raises :class:`ConfigError` on bad values."""
+    if isinstance(cfg, Config):
+        return cfg
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, Config):  # composed without the schema (e.g. a hand-made DictConfig)
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), cfg))
+    assert isinstance(obj, Config)
+    return obj
+
+
+def finite(x: float) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)

@@ -1,0 +1,65 @@
+"""``python -m dse.evaluate DESIGN.yaml``: re-evaluate an exported design and compare.
+
+Prints every metric next to the value the search recorded and exits with status 1 if any recorded
+objective is not reproduced exactly (``--breakdown`` also prints the per-operator table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dse.export import config_from_document
+from dse.systems import make_system
+
+
+def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
+    cfg = config_from_document(doc)
+    system = make_system(cfg)
+    evaluation = system.evaluate(dict(cfg.system.hw))
+    if evaluation.invalid[0]:
+        raise ValueError(f"design is invalid: {evaluation.invalid[0]}")
+    return {k: float(v[0]) for k, v in evaluation.metrics.items()}
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dse.evaluate", description=__doc__)
+    parser.add_argument("design", type=Path, help="a designs/*.yaml file written by a search")
+    parser.add_argument("--breakdown", action="store_true", help="print the per-operator breakdown")
+    args = parser.parse_args(argv)
+    doc = yaml.safe_load(args.design.read_text())
+    metrics = evaluate_document(doc)
+    recorded_metrics = doc.get("recorded", {}).get("metrics", {})
+    recorded_obj = doc.get("recorded", {}).get("objectives", {})
+    print(f"{'metric':<22}{'evaluated':>16}{'recorded':>16}")
+    for key, value in metrics.items():
+        rec = recorded_metrics.get(key)
+        print(f"{key:<22}{value:>16.6g}{(rec if rec is not None else float('nan')):>16.6g}")
+    if args.breakdown:
+        cfg = config_from_document(doc)
+        rows = make_system(cfg).breakdown(dict(cfg.system.hw))
+        if rows:
+            print()
+            print(f"{'op':<26}{'M':>8}{'K':>8}{'N':>8}{'count':>10}{'latency_s':>13}{'energy_j':>13}")
+            for r in rows:
+                print(f"{r['op']:<26}{r['M']:>8.0f}{r['K']:>8.0f}{r['N']:>8.0f}{r['count']:>10.0f}"
+                      f"{r['latency_s']:>13.4g}{r['energy_j']:>13.4g}")
+    mismatched = [k for k, v in recorded_obj.items() if not _same(float(v), metrics[k])]
+    if mismatched:
+        print(f"MISMATCH in objectives {mismatched}", file=sys.stderr)
+        return 1
+    print(f"objectives reproduced exactly: {list(recorded_obj)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Exported designs: one reloadable YAML per Pareto design (plus SCALE-Sim inputs for array systems).
+
+A design file holds everything needed to re-evaluate it: the complete hardware configuration, the
+model shape, the workload, the whole technology table with sources, the objectives, and the metric
+values recorded by the search (``python -m dse.evaluate FILE`` recomputes and compares them).
+"""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from omegaconf import OmegaConf
+
+from dse.config import Config
+from dse.systems import System
+
+FORMAT_VERSION = 1
+
+
+def _plain(obj: Any) -> Any:
+    return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)
+
+
+def design_document(cfg: Config, trial: optuna.trial.FrozenTrial, run_dir: Path) -> dict[str, Any]:
+    hw = {**cfg.system.hw, **trial.params}
+    metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {
+        "tide_design": FORMAT_VERSION,
+        "system": {"name": cfg.system.name, "hw": hw},
+        "model": _plain(cfg.model),
+        "workload": _plain(cfg.workload),
+        "tech": _plain(cfg.tech),
+        "objectives": dict(cfg.system.objectives),
+        "recorded": {
+            "objectives": dict(zip(cfg.system.objectives, trial.values, strict=True)),
+            "metrics": metrics,
+        },
+        "provenance": {"study": cfg.search.study_name, "trial": trial.number, "run_dir": str(run_dir)},
+    }
+
+
+def scalesim_files(doc: dict[str, Any], system: System, stem: Path) -> list[Path]:
+    """SCALE-Sim 3 config (.cfg) and GEMM topology (.csv) for designs with an R x C array."""
+    hw = doc["system"]["hw"]
+    if not {"rows", "cols", "dataflow", "a_buf_kib", "b_buf_kib", "c_buf_kib"} <= set(hw):
+        return []
+    cp = configparser.ConfigParser()
+    cp.optionxform = str  # keep SCALE-Sim's key case
+    cp["general"] = {"run_name": stem.name}
+    cp["architecture_presets"] = {
+        "ArrayHeight": str(hw["rows"]), "ArrayWidth": str(hw["cols"]),
+        "IfmapSramSzkB": str(hw["a_buf_kib"]), "FilterSramSzkB": str(hw["b_buf_kib"]),
+        "OfmapSramSzkB": str(hw["c_buf_kib"]), "IfmapOffset": "0", "FilterOffset": "10000000",
+        "OfmapOffset": "20000000", "Bandwidth": "10", "Dataflow": str(hw["dataflow"]), "MemoryBanks": "1",
+        "ReadRequestBuffer": "32", "WriteRequestBuffer": "32",
+    }
+    cp["layout"] = {f"{p}{k}": v for p in ("Ifmap", "Filter") for k, v in
+                    (("CustomLayout", "False"), ("SRAMBankBandwidth", "10"), ("SRAMBankNum", "10"),
+                     ("SRAMBankPort", "2"))}
+    cp["sparsity"] = {"SparsitySupport": "false", "SparseRep": "ellpack_block", "OptimizedMapping": "false",
+                      "BlockSize": "8", "RandomNumberGeneratorSeed": "40"}
+    cp["run_presets"] = {"InterfaceBandwidth": "CALC", "UseRamulatorTrace": "False"}
+    cfg_path = stem.with_suffix(".scalesim.cfg")
+    with cfg_path.open("w") as fh:
+        cp.write(fh)
+    ops = getattr(system, "ops", None)
+    paths = [cfg_path]
+    if ops is not None:
+        lines = ["Layer,M,N,K,"]
+        for name, m, k, n in zip(ops.names, ops.M, ops.K, ops.N, strict=True):
+            lines.append(f"{name},{round(m)},{round(n)},{round(k)},")  # SCALE-Sim order: M, N, K
+        topo = stem.with_suffix(".topology.csv")
+        topo.write_text("\n".join(lines) + "\n")
+        paths.append(topo)
+    return paths
+
+
+def export_designs(cfg: Config, system: System, pareto: list[optuna.trial.FrozenTrial], run_dir: Path,
+                   limit: int) -> list[Path]:
+    out = run_dir / "designs"
+    out.mkdir(exist_ok=True)
+    written = []
+    for trial in sorted(pareto, key=lambda t: t.number)[:limit]:
+        doc = design_document(cfg, trial, run_dir)
+        stem = out / f"{cfg.system.name}_trial{trial.number:05d}"
+        path = stem.with_suffix(".yaml")
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        written.append(path)
+        scalesim_files(doc, system, stem)
+    return written
+
+
+def config_from_document(doc: dict[str, Any]) -> Config:
+    """The run configuration a design file describes (search settings at their defaults)."""
+    from dse.config import to_config  # local: avoids a cycle at import time
+
+    if doc.get("tide_design") != FORMAT_VERSION:
+        raise ValueError(f"not a TIDE design file (tide_design: {doc.get('tide_design')!r})")
+    base = OmegaConf.structured(Config)
+    node = OmegaConf.merge(base, {
+        "system": {"name": doc["system"]["name"], "hw": doc["system"]["hw"], "objectives": doc["objectives"]},
+        "model": doc["model"], "tech": doc["tech"], "workload": doc["workload"], "search": {},
+    })
+    return to_config(node)
+
+

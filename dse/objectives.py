@@ -1,0 +1,85 @@
+"""Objective and constraint assembly: metrics from any number of providers -> what Optuna is told.
+
+Providers are the system's cost model today; a measured-accuracy oracle is just another provider
+returning metrics for the same design points, so it plugs in without touching the cost model.
+
+Constraint values follow Optuna's convention (<= 0 satisfied) and are relative violations,
+``(metric - max) / |max|`` or ``(min - metric) / |min|`` (absolute when the bound is 0), so that
+Optuna's constrained domination can add violations of metrics with different units.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dse.config import Bound
+from dse.systems import Evaluation
+
+#: A metric provider: design points (knob -> array) -> extra metric arrays.
+Provider = Callable[[dict[str, Any]], dict[str, np.ndarray]]
+
+INVALID_KEY = "design_valid"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything recorded for one design point."""
+
+    values: tuple[float, ...]
+    constraints: dict[str, float]
+    metrics: dict[str, float]
+    invalid_reason: str = ""
+    violated: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def feasible(self) -> bool:
+        return not self.invalid_reason and all(v <= 0 for v in self.constraints.values())
+
+
+def constraint_value(value: float, bound: Bound) -> float:
+    """Largest relative violation of ``bound`` (<= 0 when satisfied)."""
+    if not math.isfinite(value):
+        return 1.0
+    parts: list[float] = []
+    if bound.max is not None:
+        parts.append((value - bound.max) / (abs(bound.max) or 1.0))
+    if bound.min is not None:
+        parts.append((bound.min - value) / (abs(bound.min) or 1.0))
+    return max(parts)
+
+
+def assess(evaluation: Evaluation, objectives: Mapping[str, str], constraints: Mapping[str, Bound],
+           extra: Mapping[str, np.ndarray] | None = None) -> list[Assessment]:
+    """One :class:`Assessment` per design point of ``evaluation`` (plus metrics in ``extra``)."""
+    metrics = {**evaluation.metrics, **(extra or {})}
+    n = len(evaluation.invalid)
+    out: list[Assessment] = []
+    for i in range(n):
+        point = {k: float(np.asarray(v).reshape(-1)[i]) for k, v in metrics.items()}
+        reason = str(evaluation.invalid[i])
+        cons: dict[str, float] = {INVALID_KEY: 1.0 if reason else 0.0}
+        for metric, bound in constraints.items():
+            cons[metric] = constraint_value(point[metric], bound)
+        if reason:
+            worst = {"minimize": math.inf, "maximize": -math.inf}
+            values = tuple(worst[d] for d in objectives.values())
+        else:
+            values = tuple(point[m] for m in objectives)
+            bad = [m for m in objectives if not math.isfinite(point[m])]
+            if bad:
+                reason = f"non-finite objective(s) {bad}"
+                cons[INVALID_KEY] = 1.0
+        violated = tuple(k for k, v in cons.items() if v > 0)
+        out.append(Assessment(values=values, constraints=cons, metrics=point, invalid_reason=reason,
+                              violated=violated))
+    return out
+
+
+def merged_constraints(intrinsic: Mapping[str, Bound], user: Mapping[str, Bound]) -> dict[str, Bound]:
+    """User bounds plus the system's intrinsic ones (intrinsic keys win: they are physical limits)."""
+    return {**dict(user), **dict(intrinsic)}

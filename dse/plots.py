@@ -1,0 +1,92 @@
+"""Pareto plots: every pair of objectives, the Pareto set highlighted over all feasible trials."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dse.report import StudyTable  # noqa: E402
+
+
+def axis_label(metric: str, descriptions: Mapping[str, str], direction: str) -> str:
+    desc = descriptions.get(metric, metric)
+    unit = re.search(r"\[([^\]]+)\]\s*$", desc)
+    arrow = "lower is better" if direction == "minimize" else "higher is better"
+    return f"{metric} [{unit.group(1)}] ({arrow})" if unit else f"{metric} ({arrow})"
+
+
+def use_log(values: np.ndarray) -> bool:
+    v = values[np.isfinite(values)]
+    return bool(v.size and v.min() > 0 and v.max() / v.min() > 30)
+
+
+def _pair_front(x: np.ndarray, y: np.ndarray, dx: str, dy: str) -> np.ndarray:
+    """The 2-D staircase of the Pareto set's projection (for a guide line)."""
+    sx = 1 if dx == "minimize" else -1
+    sy = 1 if dy == "minimize" else -1
+    order = np.lexsort((sy * y, sx * x))
+    best = np.inf
+    keep = []
+    for i in order:
+        if sy * y[i] < best:
+            best = sy * y[i]
+            keep.append(i)
+    return np.array(keep, dtype=int)
+
+
+def pareto_figure(table: StudyTable, descriptions: Mapping[str, str], title: str) -> plt.Figure:
+    objs = table.objectives
+    pairs = list(itertools.combinations(range(len(objs)), 2)) or [(0, 0)]
+    ncols = min(3, len(pairs))
+    nrows = int(np.ceil(len(pairs) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.4 * nrows), squeeze=False)
+    feas = table.values(table.feasible)
+    front = table.values(table.pareto)
+    infeasible = [t for t in table.complete if t not in table.feasible]
+    infeas = table.values(infeasible) if infeasible else np.empty((0, len(objs)))
+    infeas = infeas[np.all(np.isfinite(infeas), axis=1)] if infeas.size else infeas
+    for ax, (i, j) in zip(axes.flat, pairs, strict=False):
+        if infeas.size:
+            ax.scatter(infeas[:, i], infeas[:, j], s=10, marker="x", c="#e8a0a0", label="infeasible", alpha=0.6)
+        if feas.size:
+            ax.scatter(feas[:, i], feas[:, j], s=12, c="#9a9a9a", label="feasible", alpha=0.7)
+        if front.size:
+            ax.scatter(front[:, i], front[:, j], s=30, c="#d62728", edgecolors="k", linewidths=0.4,
+                       label=f"Pareto set ({len(front)})", zorder=3)
+            stair = _pair_front(front[:, i], front[:, j], table.directions[i], table.directions[j])
+            ax.step(front[stair, i], front[stair, j], where="post", c="#d62728", lw=0.8, alpha=0.7)
+        allx = np.concatenate([feas[:, i] if feas.size else [], infeas[:, i] if infeas.size else []])
+        ally = np.concatenate([feas[:, j] if feas.size else [], infeas[:, j] if infeas.size else []])
+        if use_log(np.asarray(allx, dtype=float)):
+            ax.set_xscale("log")
+        if use_log(np.asarray(ally, dtype=float)):
+            ax.set_yscale("log")
+        ax.set_xlabel(axis_label(objs[i], descriptions, table.directions[i]))
+        ax.set_ylabel(axis_label(objs[j], descriptions, table.directions[j]))
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=8, loc="best")
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_pareto_plots(table: StudyTable, descriptions: Mapping[str, str], title: str, run_dir: Path,
+                      formats: Sequence[str]) -> list[Path]:
+    fig = pareto_figure(table, descriptions, title)
+    paths = []
+    for fmt in formats:
+        path = run_dir / f"pareto.{fmt}"
+        fig.savefig(path, dpi=130)
+        paths.append(path)
+    plt.close(fig)
+    return paths

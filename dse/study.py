@@ -1,0 +1,148 @@
+"""The Optuna side: sampler and storage from config, and the ask/tell loop.
+
+Every trial records its parameters, the full metric set (user attributes), its constraint values
+(``trial.set_constraint``) and, for invalid points, the reason. A trial whose evaluation raises is
+told as FAIL with the error text and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from tqdm import tqdm
+
+from dse.config import Config, ConfigError, SearchConfig, SystemConfig
+from dse.objectives import assess, merged_constraints
+from dse.space import grid_size, grid_space, suggest
+from dse.systems import System
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "study.journal"
+
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler for an ask/tell loop: the stock one calls ``study.stop()`` (valid only inside
+    ``study.optimize``) when the grid is exhausted; here the loop checks ``is_exhausted`` itself."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                    state: optuna.trial.TrialState, values: Any) -> None:
+        return None
+
+
+def make_sampler(search: SearchConfig, system: SystemConfig) -> optuna.samplers.BaseSampler:
+    s = search.sampler
+    if s == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=search.seed, population_size=search.population_size)
+    if s == "tpe":
+        return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.n_startup_trials)
+    if s == "random":
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    if s == "gp":
+        return optuna.samplers.GPSampler(seed=search.seed, n_startup_trials=search.n_startup_trials)
+    if s == "grid":
+        return AskTellGridSampler(grid_space(system.space), seed=search.seed)
+    raise ConfigError(f"search.sampler: {s!r} is not allowed")  # unreachable after validation
+
+
+def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseStorage | str:
+    """Journal file in the run dir by default; ``search.storage`` may name a journal file or an RDB URL."""
+    target = search.storage
+    if target is None:
+        path = run_dir / JOURNAL_NAME
+    elif "://" in target:
+        return target
+    else:
+        path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+def open_study(cfg: Config, run_dir: Path) -> optuna.Study:
+    storage = make_storage(cfg.search, run_dir)
+    directions = list(cfg.system.objectives.values())
+    sampler = make_sampler(cfg.search, cfg.system)
+    name = cfg.search.study_name
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    if cfg.search.resume and name not in existing:
+        raise ConfigError(f"search.resume: study {name!r} not found in the storage; studies there: "
+                          f"{sorted(existing) or 'none'}")
+    if not cfg.search.resume and name in existing:
+        raise ConfigError(f"search.study_name: study {name!r} already exists in the storage; "
+                          "set search.resume=true to continue it or choose another name")
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions,
+                                load_if_exists=cfg.search.resume)
+    if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
+        raise ConfigError("system.objectives: the resumed study was created with other objectives")
+    with warnings.catch_warnings():  # set_metric_names is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(cfg.system.objectives))
+    study.set_user_attr("system", cfg.system.name)
+    return study
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    n_asked: int
+    n_failed: int
+    wall_s: float
+
+
+def run_trial(trial: optuna.Trial, cfg: Config, system: System) -> tuple[float, ...]:
+    """Evaluate one trial's design point; sets constraints and attributes on the trial."""
+    params = suggest(trial, cfg.system.space)
+    point = {**cfg.system.hw, **params}
+    constraints = merged_constraints(system.intrinsic_constraints, cfg.system.constraints)
+    (result,) = assess(system.evaluate(point), cfg.system.objectives, constraints)
+    for key, value in result.constraints.items():
+        trial.set_constraint(key, value)
+    for key, value in result.metrics.items():
+        trial.set_user_attr(key, value if math.isfinite(value) else str(value))
+    trial.set_user_attr("feasible", result.feasible)
+    if result.invalid_reason:
+        trial.set_user_attr("invalid_reason", result.invalid_reason)
+    return result.values
+
+
+def optimise(study: optuna.Study, cfg: Config, system: System) -> LoopResult:
+    """Ask/tell loop with a progress bar, ``n_trials`` and ``timeout``; failures never stop it."""
+    search = cfg.search
+    n_total = search.n_trials
+    if search.sampler == "grid":
+        n_total = min(n_total, grid_size(cfg.system.space))
+    start = time.monotonic()
+    failed = asked = 0
+    bar = tqdm(total=n_total, desc=f"search[{search.sampler}]", unit="trial", disable=not search.progress)
+    try:
+        while asked < n_total:
+            if search.timeout is not None and time.monotonic() - start >= search.timeout:
+                log.info("timeout of %.1f s reached after %d trials", search.timeout, asked)
+                break
+            if isinstance(study.sampler, AskTellGridSampler) and study.sampler.is_exhausted(study):
+                break
+            trial = study.ask()
+            asked += 1
+            try:
+                values = run_trial(trial, cfg, system)
+            except Exception as exc:  # a crashed trial never kills the study
+                failed += 1
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+            else:
+                study.tell(trial, list(values))
+            bar.update(1)
+            bar.set_postfix(failed=failed)
+    finally:
+        bar.close()
+    return LoopResult(n_asked=asked, n_failed=failed, wall_s=time.monotonic() - start)
+

@@ -1,0 +1,119 @@
+"""Systems the search can explore: each maps design points (dicts of knob arrays) to metrics.
+
+A system owns its workload and technology (built once from the config) and exposes a vectorised
+``evaluate``. New systems (Tender, InfiniGen, ...) register here behind the same interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from cost_models import accelerator, systolic
+from dse.config import Bound, Config, ConfigError
+from workloads import build_operators
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics for P design points, and why a point could not be evaluated ('' when it could)."""
+
+    metrics: dict[str, np.ndarray]
+    invalid: np.ndarray
+
+
+class System(ABC):
+    name: str
+    #: metric name -> description with unit in brackets
+    metrics: dict[str, str]
+    #: bounds every design must meet whatever the user asks (e.g. accumulator overflow)
+    intrinsic_constraints: dict[str, Bound] = {}
+
+    @property
+    @abstractmethod
+    def knobs(self) -> tuple[str, ...]:
+        """Names of every hardware knob (the keys a complete design has)."""
+
+    @abstractmethod
+    def evaluate(self, points: dict[str, Any]) -> Evaluation:
+        """Metrics for design points given as knob -> scalar or 1-D array."""
+
+    def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per-operator rows for one design (for reports); systems may override."""
+        return []
+
+
+class SystolicSystem(System):
+    name = "systolic"
+    metrics = accelerator.METRICS
+    intrinsic_constraints = {"acc_headroom_bits": Bound(min=0.0)}
+
+    def __init__(self, cfg: Config) -> None:
+        self.ops = build_operators(cfg.model.to_shape(), cfg.workload.to_spec())
+        self.tech = cfg.tech.to_tech()
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(accelerator.SystolicDesign))
+
+    def _design(self, points: dict[str, Any]) -> accelerator.SystolicDesign:
+        return accelerator.SystolicDesign.from_mapping(points)
+
+    def evaluate(self, points: dict[str, Any]) -> Evaluation:
+        design = self._design(points)
+        metrics, _ = accelerator.evaluate(design, self.ops, self.tech)
+        return Evaluation(metrics=metrics, invalid=design.invalid_reason())
+
+    def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
+        design = self._design(point)
+        _, per_op = accelerator.evaluate(design, self.ops, self.tech, per_op=True)
+        assert per_op is not None
+        ops = self.ops
+        return [
+            {
+                "op": ops.names[i], "kind": ops.kinds[i], "M": float(ops.M[i]), "K": float(ops.K[i]),
+                "N": float(ops.N[i]), "count": float(ops.count[i]),
+                "cycles": float(per_op.cycles[0, i]), "latency_s": float(per_op.latency_s[0, i]),
+                "energy_j": float(per_op.energy_j[0, i]), "dram_bytes": float(per_op.dram_bytes[0, i]),
+            }
+            for i in range(len(ops))
+        ]
+
+
+SYSTEMS: dict[str, type[System]] = {"systolic": SystolicSystem}
+
+
+def make_system(cfg: Config) -> System:
+    """Build the configured system and check every name the config uses against it."""
+    name = cfg.system.name
+    if name not in SYSTEMS:
+        raise ConfigError(f"system.name: {name!r} is not allowed; allowed values: {sorted(SYSTEMS)}")
+    system = SYSTEMS[name](cfg)
+    check_system_config(cfg, system)
+    return system
+
+
+def check_system_config(cfg: Config, system: System) -> None:
+    knobs = set(system.knobs)
+    hw = cfg.system.hw
+    unknown = sorted(set(hw) - knobs)
+    if unknown:
+        raise ConfigError(f"system.hw.{unknown[0]}: unknown knob; allowed knobs: {sorted(knobs)}")
+    missing = sorted(knobs - set(hw))
+    if missing:
+        raise ConfigError(f"system.hw.{missing[0]}: missing; every knob needs a default: {sorted(knobs)}")
+    for key in cfg.system.space:
+        if key not in knobs:
+            raise ConfigError(f"system.space.{key}: unknown knob; allowed knobs: {sorted(knobs)}")
+    for section, names in (("objectives", cfg.system.objectives), ("constraints", cfg.system.constraints)):
+        for metric in names:
+            if metric not in system.metrics:
+                raise ConfigError(
+                    f"system.{section}.{metric}: unknown metric; allowed metrics: {sorted(system.metrics)}"
+                )
+    if "dataflow" in hw and str(hw["dataflow"]) not in systolic.DATAFLOWS:
+        raise ConfigError(f"system.hw.dataflow: {hw['dataflow']!r} is not allowed; allowed values: "
+                          f"{list(systolic.DATAFLOWS)}")

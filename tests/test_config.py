@@ -1,0 +1,76 @@
+"""Configuration: validation messages, provenance of constants, command-line failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra.errors import ConfigCompositionException
+
+from dse.config import CONF_DIR, Config, ConfigError, TechConfig
+from dse.systems import make_system
+from tests.conftest import compose_raw
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        (["search.n_trials=-3"], r"search\.n_trials.*>= 1"),
+        (["search.sampler=bogus"], r"search\.sampler.*'nsga2', 'tpe', 'random', 'gp', 'grid'"),
+        (["search.timeout=-1"], r"search\.timeout"),
+        (["system.objectives.latency_s=fastest"], r"system\.objectives\.latency_s.*minimize"),
+        (["+system.hw.rowz=3"], r"system\.hw\.rowz.*allowed knobs"),
+        (["+system.objectives.speed=minimize"], r"system\.objectives\.speed.*allowed metrics"),
+        (["workload.batch=0"], r"workload\.batch"),
+        (["system.space.rows.low=0"], r"system\.space\.rows\.low"),
+        (["system.hw.dataflow=rs"], r"system\.hw\.dataflow.*'os', 'ws', 'is'"),
+        (["tech.dram_energy_pj_per_byte.source=''"], r"tech\.dram_energy_pj_per_byte\.source"),
+    ],
+)
+def test_bad_values_name_the_key(make_cfg: Callable[..., Config], overrides: list[str], pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        make_system(make_cfg(overrides))
+
+
+@pytest.mark.parametrize("override", ["search.foo=1", "system.hw.rowz=3", "search.n_trials=abc"])
+def test_unknown_keys_and_types_fail_at_composition(override: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigCompositionException, match=key.replace(".", r"\.")):
+        compose_raw([override])
+
+
+def test_cli_exits_nonzero_before_any_work(tmp_path: Path) -> None:
+    for override, key in (("search.n_trials=-3", "search.n_trials"), ("search.foo=1", "search.foo")):
+        run_dir = tmp_path / key
+        proc = subprocess.run([sys.executable, "-m", "dse", override, f"hydra.run.dir={run_dir}"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode != 0
+        assert key in proc.stderr + proc.stdout
+        assert not (run_dir / "study.journal").exists()
+        assert not (run_dir / "trials.csv").exists()
+
+
+@pytest.mark.parametrize("node", sorted(p.stem for p in (CONF_DIR / "tech").glob("*.yaml")))
+def test_every_tech_constant_has_value_unit_source(make_cfg: Callable[..., Config], node: str) -> None:
+    cfg = make_cfg([f"tech={node}"])
+    for name in TechConfig.__dataclass_fields__:
+        if name == "name":
+            continue
+        q = getattr(cfg.tech, name)
+        assert q.unit.strip() and q.source.strip(), f"tech {node}: {name}"
+
+
+def test_tech_files_list_every_field_or_extend_one() -> None:
+    base = yaml.safe_load((CONF_DIR / "tech" / "45nm.yaml").read_text())
+    assert set(base) - {"defaults"} == set(TechConfig.__dataclass_fields__)
+
+
+def test_every_searched_knob_exists_in_hw(make_cfg: Callable[..., Config]) -> None:
+    cfg = make_cfg()
+    assert set(cfg.system.space) <= set(cfg.system.hw)

@@ -1,0 +1,173 @@
+"""The search application: samplers, Pareto fronts, storage/resume, failures and the run directory."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from dse import evaluate as evaluate_cli
+from dse.app import run_search
+from dse.config import Config, ConfigError
+from dse.objectives import assess, merged_constraints
+from dse.pareto import non_dominated
+from dse.report import study_table
+from dse.study import make_storage
+from dse.systems import SystolicSystem, make_system
+from tests.conftest import SMALL_SPACE
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_FILES = ("trials.csv", "pareto.csv", "pareto.png", "summary.json", "designs")
+
+
+def small_cfg(make_cfg: Callable[..., Config], sampler: str, n_trials: int, *extra: str) -> Config:
+    return make_cfg([f"search.sampler={sampler}", f"search.n_trials={n_trials}", "search.progress=false",
+                     "search.population_size=8", "search.n_startup_trials=5", "system.constraints.area_mm2.max=4",
+                     *extra], system__space=SMALL_SPACE)
+
+
+def brute_force_front(cfg: Config) -> set[tuple[float, ...]]:
+    system = make_system(cfg)
+    keys = list(SMALL_SPACE)
+    combos = list(itertools.product(*(SMALL_SPACE[k]["choices"] for k in keys)))
+    points = {**cfg.system.hw, **{k: np.array([c[i] for c in combos]) for i, k in enumerate(keys)}}
+    results = assess(system.evaluate(points), cfg.system.objectives,
+                     merged_constraints(system.intrinsic_constraints, cfg.system.constraints))
+    feasible = np.array([r.values for r in results if r.feasible])
+    assert 0 < len(feasible) < len(combos), "the area bound should cut the space"
+    mask = non_dominated(feasible, list(cfg.system.objectives.values()))
+    return {tuple(v) for v in feasible[mask]}
+
+
+def load_study(cfg: Config, run_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name=cfg.search.study_name, storage=make_storage(cfg.search, run_dir))
+
+
+def test_grid_front_equals_brute_force(make_cfg: Callable[..., Config], tmp_path: Path) -> None:
+    cfg = small_cfg(make_cfg, "grid", 1000)
+    summary = run_search(cfg, tmp_path)
+    assert summary["n_trials"] == 48  # 2 x 2 x 3 x 2 x 2 grid, exhausted, then the loop stops
+    study = load_study(cfg, tmp_path)
+    table = study_table(study, list(cfg.system.objectives), list(cfg.system.objectives.values()))
+    assert {tuple(t.values) for t in table.pareto} == brute_force_front(cfg)
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random", "gp"])
+def test_other_samplers_fronts_are_non_dominated(make_cfg: Callable[..., Config], tmp_path: Path,
+                                                 sampler: str) -> None:
+    cfg = small_cfg(make_cfg, sampler, 14)
+    summary = run_search(cfg, tmp_path)
+    study = load_study(cfg, tmp_path)
+    directions = list(cfg.system.objectives.values())
+    table = study_table(study, list(cfg.system.objectives), directions)
+    front = table.values(table.pareto)
+    assert summary["pareto_size"] == len(front) > 0
+    assert non_dominated(front, directions).all()
+    everything = table.values(table.feasible)
+    for point in front:  # no feasible trial of the study dominates a front member
+        sign = np.where(np.array(directions) == "minimize", 1.0, -1.0)
+        dominated = np.all(everything * sign <= point * sign, axis=1) & np.any(everything * sign < point * sign,
+                                                                               axis=1)
+        assert not dominated.any()
+    # and the Optuna view agrees (best_trials honours set_constraint)
+    assert {t.number for t in study.best_trials} == {t.number for t in table.pareto}
+
+
+def test_resume_adds_trials_to_the_same_study(make_cfg: Callable[..., Config], tmp_path: Path) -> None:
+    journal = tmp_path / "shared.journal"
+    first = make_cfg(["search.n_trials=7", "search.progress=false", f"search.storage={journal}"])
+    run_search(first, tmp_path / "a")
+    with pytest.raises(ConfigError, match="search.resume"):
+        run_search(first, tmp_path / "b")
+    again = make_cfg(["search.n_trials=5", "search.progress=false", f"search.storage={journal}",
+                      "search.resume=true"])
+    summary = run_search(again, tmp_path / "c")
+    assert summary["n_trials"] == 12
+    assert len(optuna.load_study(study_name="tide", storage=make_storage(again.search, tmp_path)).trials) == 12
+    missing = make_cfg(["search.progress=false", f"search.storage={journal}", "search.resume=true",
+                        "search.study_name=other"])
+    with pytest.raises(ConfigError, match="not found"):
+        run_search(missing, tmp_path / "d")
+
+
+def test_rdb_storage_url(make_cfg: Callable[..., Config], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    summary = run_search(make_cfg(["search.n_trials=4", "search.progress=false", f"search.storage={url}"]),
+                         tmp_path / "run")
+    assert summary["n_trials"] == 4
+    assert len(optuna.load_study(study_name="tide", storage=url).trials) == 4
+
+
+def test_crashing_trials_are_recorded_and_the_study_goes_on(make_cfg: Callable[..., Config], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    original = SystolicSystem.evaluate
+
+    def flaky(self: SystolicSystem, points: dict) -> object:
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise RuntimeError("injected model failure")
+        return original(self, points)
+
+    monkeypatch.setattr(SystolicSystem, "evaluate", flaky)
+    summary = run_search(make_cfg(["search.n_trials=12", "search.progress=false"]), tmp_path)
+    assert summary["n_trials"] == 12
+    assert summary["n_failed"] == 4
+    rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    failed = [r for r in rows if r["state"] == "FAIL"]
+    assert len(failed) == 4 and all("injected model failure" in r["error"] for r in failed)
+
+
+def test_invalid_design_points_are_infeasible_not_crashes(make_cfg: Callable[..., Config],
+                                                          tmp_path: Path) -> None:
+    space = {"rows": {"type": "int", "low": 0, "high": 3}, "cols": {"type": "categorical", "choices": [8, 16]}}
+    cfg = make_cfg(["search.sampler=grid", "search.progress=false"], system__space=space)
+    summary = run_search(cfg, tmp_path)
+    assert summary["n_trials"] == 8 and summary["n_failed"] == 0
+    assert summary["n_feasible"] == 6  # rows = 0 is invalid for both column counts
+    rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    bad = [r for r in rows if r["param.rows"] == "0"]
+    assert all(r["invalid_reason"] == "rows < 1" and r["feasible"] == "False" for r in bad)
+
+
+def test_timeout_returns_a_partial_front(make_cfg: Callable[..., Config], tmp_path: Path) -> None:
+    summary = run_search(make_cfg(["search.n_trials=1000000", "search.timeout=1", "search.progress=false"]),
+                         tmp_path)
+    assert 0 < summary["n_trials"] < 1000000
+    assert (tmp_path / "pareto.csv").exists()
+
+
+def test_run_directory_and_exported_designs_reproduce(make_cfg: Callable[..., Config], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = make_cfg(["search.n_trials=40", "search.progress=false", "tech=7nm", "model=llama2_7b"])
+    summary = run_search(cfg, tmp_path)
+    for name in RUN_FILES:
+        assert (tmp_path / name).exists(), name
+    data = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("n_trials", "n_feasible", "pareto_size", "hypervolume", "hypervolume_normalisation",
+                "wall_time_s"):
+        assert key in data
+    designs = sorted((tmp_path / "designs").glob("*.yaml"))
+    assert len(designs) == summary["pareto_size"] > 0
+    assert len(list(csv.DictReader((tmp_path / "pareto.csv").open()))) == summary["pareto_size"]
+    for path in designs:
+        assert evaluate_cli.main([str(path)]) == 0
+    assert "reproduced exactly" in capsys.readouterr().out
+    assert (tmp_path / "designs" / (designs[0].stem + ".scalesim.cfg")).exists()
+
+
+def test_readme_search_command_smoke(tmp_path: Path) -> None:
+    """The README's search command (`python -m dse`, here with few trials)."""
+    proc = subprocess.run([sys.executable, "-m", "dse", "search.n_trials=15", f"hydra.run.dir={tmp_path}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in RUN_FILES:
+        assert (tmp_path / name).exists(), name

@@ -1,0 +1,129 @@
+"""SCALE-Sim closed forms, operand accesses, DRAM tiling and the bandwidth bound."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cost_models import systolic
+from cost_models.systolic import dram_traffic, gemm_cycles, sram_accesses, utilization
+
+# (M, K, N, R, C, dataflow, cycles) worked by hand from the closed forms:
+#   os: ceil(M/R) ceil(N/C) (R + C + K - 2) - 1
+#   ws: ceil(K/R) ceil(N/C) (2R + C + M - 2) - 1
+#   is: ceil(K/R) ceil(M/C) (2R + C + N - 2) - 1
+HAND = [
+    (512, 768, 768, 64, 64, "os", 96 * 894 - 1),  # the worked example: 85,823
+    (100, 70, 50, 32, 16, "os", 4 * 4 * 116 - 1),  # non-square array, ragged in M, N
+    (100, 70, 50, 32, 16, "ws", 3 * 4 * 178 - 1),  # ragged in K, N
+    (100, 70, 50, 32, 16, "is", 3 * 7 * 128 - 1),  # ragged in K, M
+    (1, 4096, 4096, 64, 64, "os", 1 * 64 * 4222 - 1),  # a decode GEMV
+    (1, 4096, 4096, 64, 64, "ws", 64 * 64 * 191 - 1),
+    (1, 4096, 4096, 64, 64, "is", 64 * 1 * 4286 - 1),
+    (7, 3, 5, 8, 4, "os", 1 * 2 * 13 - 1),  # everything smaller than the array
+    (64, 64, 64, 64, 64, "ws", 1 * 1 * 254 - 1),  # exactly one fold
+]
+
+
+def test_worked_example() -> None:
+    assert gemm_cycles(512, 768, 768, 64, 64, "os") == 85823
+    assert utilization(512, 768, 768, 64, 64, "os") == pytest.approx(0.859070, abs=1e-6)
+
+
+@pytest.mark.parametrize(("M", "K", "N", "R", "C", "df", "expected"), HAND)
+def test_hand_computed(M: int, K: int, N: int, R: int, C: int, df: str, expected: int) -> None:
+    got = gemm_cycles(M, K, N, R, C, df)
+    assert isinstance(got, int)
+    assert got == expected
+
+
+def test_scalesim_lookup_table() -> None:
+    """Cycle counts produced by SCALE-Sim 3.0.0 itself (tests/data/scalesim_cycles.csv)."""
+    path = Path(__file__).parent / "data" / "scalesim_cycles.csv"
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) >= 10
+    for r in rows:
+        got = gemm_cycles(int(r["M"]), int(r["K"]), int(r["N"]), int(r["R"]), int(r["C"]), r["dataflow"])
+        assert got == int(r["total_cycles"]), r
+
+
+def test_vectorised_equals_scalar() -> None:
+    rng = np.random.default_rng(1)
+    M, K, N = rng.integers(1, 3000, 40), rng.integers(1, 3000, 40), rng.integers(1, 3000, 40)
+    R, C = rng.integers(1, 300, 25), rng.integers(1, 300, 25)
+    df = rng.integers(0, 3, 25)
+    grid = gemm_cycles(M[None, :], K[None, :], N[None, :], R[:, None], C[:, None], df[:, None])
+    assert grid.shape == (25, 40)
+    for p in range(25):
+        for o in range(40):
+            scalar = gemm_cycles(int(M[o]), int(K[o]), int(N[o]), int(R[p]), int(C[p]),
+                                 systolic.DATAFLOWS[int(df[p])])
+            assert grid[p, o] == scalar
+
+
+def test_bad_dataflow_names_allowed_values() -> None:
+    with pytest.raises(ValueError, match=r"\['os', 'ws', 'is'\]"):
+        gemm_cycles(4, 4, 4, 2, 2, "rs")
+
+
+def test_sram_accesses_by_hand() -> None:
+    # M=100, K=70, N=50 on 32 x 16: ceil(M/R)=4, ceil(N/C)=4, ceil(K/R)=3, ceil(M/C)=7.
+    os_ = sram_accesses(100, 70, 50, 32, 16, "os")
+    assert (os_.a_reads, os_.b_reads, os_.c_writes, os_.c_reads) == (7000 * 4, 3500 * 4, 5000, 0)
+    ws = sram_accesses(100, 70, 50, 32, 16, "ws")
+    assert (ws.a_reads, ws.b_reads, ws.c_writes, ws.c_reads) == (7000 * 4, 3500, 5000 * 3, 5000 * 2)
+    is_ = sram_accesses(100, 70, 50, 32, 16, "is")
+    assert (is_.a_reads, is_.b_reads, is_.c_writes, is_.c_reads) == (7000, 3500 * 7, 5000 * 3, 5000 * 2)
+
+
+def _traffic(buf_a: float, buf_b: float, buf_c: float = 1e9, df: str = "os") -> systolic.DramTraffic:
+    return dram_traffic(256, 512, 1024, 32, 32, df, a_bytes=1, b_bytes=1, c_bytes=1, psum_bytes=4,
+                        a_buf=buf_a, b_buf=buf_b, c_buf=buf_c, double_buffered=False)
+
+
+def test_dram_everything_fits_reads_each_operand_once() -> None:
+    t = _traffic(1e9, 1e9)
+    assert (t.a_bytes, t.b_bytes, t.c_bytes) == (256 * 512, 512 * 1024, 256 * 1024)
+
+
+def test_dram_reread_when_b_does_not_fit() -> None:
+    # A fits whole (128 KiB); B (512 KiB) does not, and B columns fit 64 at a time:
+    # A-resident order: A once + B re-read ceil(256/256)=1 -> A + B (A holds all 256 rows).
+    t = _traffic(256 * 512, 64 * 512)
+    assert (t.a_bytes, t.b_bytes) == (256 * 512, 512 * 1024)
+    # Now A holds only 64 rows: A-resident costs A + 4 B; B-resident (64 cols) costs B + 16 A.
+    t = _traffic(64 * 512, 64 * 512)
+    a_res = 256 * 512 + 4 * 512 * 1024
+    b_res = 512 * 1024 + 16 * 256 * 512
+    assert t.a_bytes + t.b_bytes == min(a_res, b_res) == a_res
+    assert t.b_bytes == 4 * 512 * 1024
+
+
+def test_dram_nothing_fits_streams_every_use() -> None:
+    t = _traffic(100, 100)
+    acc = sram_accesses(256, 512, 1024, 32, 32, "os")
+    assert (t.a_bytes, t.b_bytes) == (acc.a_reads, acc.b_reads)
+
+
+def test_dram_partial_sum_spill_in_ws() -> None:
+    # ws: partial sums of one column fold = M x C x 4 B = 32 KiB; K folds = 16 -> 15 spills.
+    fits = _traffic(1e9, 1e9, buf_c=64 * 1024, df="ws")
+    spills = _traffic(1e9, 1e9, buf_c=16 * 1024, df="ws")
+    assert fits.c_bytes == 256 * 1024
+    assert spills.c_bytes == 256 * 1024 + 2 * 256 * 1024 * 4 * 15
+
+
+def test_double_buffering_halves_capacity() -> None:
+    single = dram_traffic(256, 512, 1024, 32, 32, "os", a_bytes=1, b_bytes=1, c_bytes=1, psum_bytes=4,
+                          a_buf=64 * 512, b_buf=64 * 512, c_buf=1e9, double_buffered=False)
+    double = dram_traffic(256, 512, 1024, 32, 32, "os", a_bytes=1, b_bytes=1, c_bytes=1, psum_bytes=4,
+                          a_buf=128 * 512, b_buf=128 * 512, c_buf=1e9, double_buffered=True)
+    assert single.total == double.total
+
+
+def test_bandwidth_bound_is_the_max() -> None:
+    assert systolic.bandwidth_bound_seconds(1000, 1e9, 10, 1e9) == pytest.approx(1e-6)
+    assert systolic.bandwidth_bound_seconds(1000, 1e9, 1e6, 1e9) == pytest.approx(1e-3)
