@@ -27,6 +27,12 @@ class Tech:
     mult8_area_um2: float
     add32_area_um2: float
     dff_area_um2: float
+    mux2_area_um2: float
+    pe_cycle_energy_pj: float
+    fp32_add_energy_pj: float
+    fp32_mult_energy_pj: float
+    fp32_add_area_um2: float
+    fp32_mult_area_um2: float
     logic_energy_scale: float
     logic_area_scale: float
     sram_energy_pj_per_64b_8kib: float
@@ -57,6 +63,35 @@ class Tech:
         add = self.add32_area_um2 * (acc / 32.0)
         regs = self.dff_area_um2 * (2 * b + acc)
         return self.logic_area_scale * (mult + add + regs)
+
+    def int_add_energy_pj(self, bits: np.ndarray) -> np.ndarray:
+        return self.logic_energy_scale * self.add32_energy_pj * np.asarray(bits, dtype=np.float64) / 32.0
+
+    def int_add_area_um2(self, bits: np.ndarray) -> np.ndarray:
+        return self.logic_area_scale * self.add32_area_um2 * np.asarray(bits, dtype=np.float64) / 32.0
+
+    def mult_energy_pj(self, bits: np.ndarray) -> np.ndarray:
+        return self.logic_energy_scale * self.mult8_energy_pj * (np.asarray(bits, dtype=np.float64) / 8.0) ** 2
+
+    def mult_area_um2(self, bits: np.ndarray) -> np.ndarray:
+        return self.logic_area_scale * self.mult8_area_um2 * (np.asarray(bits, dtype=np.float64) / 8.0) ** 2
+
+    def reg_area_um2(self, bits: np.ndarray) -> np.ndarray:
+        return self.logic_area_scale * self.dff_area_um2 * np.asarray(bits, dtype=np.float64)
+
+    def mux_area_um2(self, bits: np.ndarray) -> np.ndarray:
+        return self.logic_area_scale * self.mux2_area_um2 * np.asarray(bits, dtype=np.float64)
+
+    def pe_cycle_pj(self) -> float:
+        """Pipeline-register and clock energy of one PE for one clocked cycle (busy or not)."""
+        return self.logic_energy_scale * self.pe_cycle_energy_pj
+
+    def fp32_op_energy_pj(self) -> float:
+        """Mean of an FP32 add and multiply (a vector-unit lane operation)."""
+        return self.logic_energy_scale * 0.5 * (self.fp32_add_energy_pj + self.fp32_mult_energy_pj)
+
+    def fp32_lane_area_um2(self) -> float:
+        return self.logic_area_scale * (self.fp32_add_area_um2 + self.fp32_mult_area_um2)
 
     def sram_read_pj_per_byte(self, size_kib: np.ndarray) -> np.ndarray:
         size = np.maximum(np.asarray(size_kib, dtype=np.float64), 1e-9)

@@ -49,6 +49,6 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
         "tide_version": __version__,
     })
     write_summary(summary, run_dir)
-    log.info("%d trials (%d feasible), Pareto set %d, hypervolume %.4f -> %s", summary["n_trials"],
-             summary["n_feasible"], summary["pareto_size"], summary["hypervolume"], run_dir)
+    log.info("%d trials (%d feasible, %d failed), Pareto set %d, hypervolume %.4f -> %s", summary["n_trials"],
+             summary["n_feasible"], summary["n_failed"], summary["pareto_size"], summary["hypervolume"], run_dir)
     return summary

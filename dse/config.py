@@ -52,6 +52,12 @@ class TechConfig:
     mult8_area_um2: Quantity = field(default_factory=Quantity)
     add32_area_um2: Quantity = field(default_factory=Quantity)
     dff_area_um2: Quantity = field(default_factory=Quantity)
+    mux2_area_um2: Quantity = field(default_factory=Quantity)
+    pe_cycle_energy_pj: Quantity = field(default_factory=Quantity)
+    fp32_add_energy_pj: Quantity = field(default_factory=Quantity)
+    fp32_mult_energy_pj: Quantity = field(default_factory=Quantity)
+    fp32_add_area_um2: Quantity = field(default_factory=Quantity)
+    fp32_mult_area_um2: Quantity = field(default_factory=Quantity)
     logic_energy_scale: Quantity = field(default_factory=Quantity)
     logic_area_scale: Quantity = field(default_factory=Quantity)
     sram_energy_pj_per_64b_8kib: Quantity = field(default_factory=Quantity)
@@ -90,6 +96,8 @@ class ModelConfig:
     vocab: int = MISSING
     tied_embeddings: bool = False
     source: str = MISSING
+    tender_groups_int4: Optional[int] = None
+    tender_groups_int8: Optional[int] = None
 
     def __post_init__(self) -> None:
         try:
@@ -173,9 +181,12 @@ class SystemConfig:
     space: Dict[str, ParamSpec] = field(default_factory=dict)
     objectives: Dict[str, str] = field(default_factory=dict)
     constraints: Dict[str, Bound] = field(default_factory=dict)
+    mechanism: Dict[str, Quantity] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(bool(self.objectives), "system.objectives", "at least one objective is needed")
+        for key, q in self.mechanism.items():
+            _require(bool(str(q.source).strip()), f"system.mechanism.{key}.source", "every parameter needs a source")
         for metric, direction in self.objectives.items():
             _choice(direction, f"system.objectives.{metric}", DIRECTIONS)
         for key, spec in self.space.items():

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models import accelerator, systolic
+from cost_models import accelerator, systolic, tender
 from dse.config import Bound, Config, ConfigError
 from workloads import build_operators
 
@@ -83,7 +83,43 @@ class SystolicSystem(System):
         ]
 
 
-SYSTEMS: dict[str, type[System]] = {"systolic": SystolicSystem}
+class OutlierArraySystem(System):
+    """Tender and the outlier-aware baselines (ANT, OLAccel, OliVe): one model, one ``Scheme`` each.
+
+    The scheme's mechanism parameters come from ``system.mechanism`` (each with its source)."""
+
+    metrics = tender.METRICS
+    intrinsic_constraints = {"acc_headroom_bits": Bound(min=0.0)}
+
+    def __init__(self, cfg: Config) -> None:
+        self.ops = build_operators(cfg.model.to_shape(), cfg.workload.to_spec())
+        self.tech = cfg.tech.to_tech()
+        self.name = cfg.system.name
+        allowed = {f.name for f in fields(tender.Scheme)} - {"name"}
+        values: dict[str, Any] = {}
+        for key, q in cfg.system.mechanism.items():
+            if key not in allowed:
+                raise ConfigError(f"system.mechanism.{key}: unknown parameter; allowed: {sorted(allowed)}")
+            values[key] = bool(q.value) if key == "decomposed" else float(q.value)
+        self.scheme = tender.Scheme(name=self.name, **values)
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(tender.TenderDesign))
+
+    def evaluate(self, points: dict[str, Any]) -> Evaluation:
+        design = tender.TenderDesign.from_mapping(points)
+        metrics = tender.evaluate(design, self.ops, self.tech, self.scheme)
+        return Evaluation(metrics=metrics, invalid=design.invalid_reason())
+
+
+SYSTEMS: dict[str, type[System]] = {
+    "systolic": SystolicSystem,
+    "tender": OutlierArraySystem,
+    "ant": OutlierArraySystem,
+    "olaccel": OutlierArraySystem,
+    "olive": OutlierArraySystem,
+}
 
 
 def make_system(cfg: Config) -> System:
@@ -114,6 +150,6 @@ def check_system_config(cfg: Config, system: System) -> None:
                 raise ConfigError(
                     f"system.{section}.{metric}: unknown metric; allowed metrics: {sorted(system.metrics)}"
                 )
-    if "dataflow" in hw and str(hw["dataflow"]) not in systolic.DATAFLOWS:
-        raise ConfigError(f"system.hw.dataflow: {hw['dataflow']!r} is not allowed; allowed values: "
-                          f"{list(systolic.DATAFLOWS)}")
+    for key, allowed in (("dataflow", systolic.DATAFLOWS), ("mode", tender.MODES), ("int8_pe", tender.INT8_PE)):
+        if key in hw and str(hw[key]) not in allowed:
+            raise ConfigError(f"system.hw.{key}: {hw[key]!r} is not allowed; allowed values: {list(allowed)}")

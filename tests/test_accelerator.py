@@ -96,12 +96,10 @@ def test_decode_is_memory_bound_and_bandwidth_helps(system: SystolicSystem) -> N
     assert lat[4096.0] == pytest.approx(lat[8192.0], rel=1e-9)
 
 
-def test_accumulator_headroom_and_invalid_points() -> None:
+def test_accumulator_headroom_and_invalid_points(system: SystolicSystem) -> None:
     shape = ModelShape("t", 4096, 1, 32, 32, 128, 11008, True, 100)
     ops = build_operators(shape, WorkloadSpec(1, 8, 2))
-    from cost_models.tech import Tech
-
-    tech = Tech(45, 0.2, 0.1, 282, 137, 4.5, 1, 1, 10, 0.47, 1, 0.346, 0.7, 244, 10, 0.5)
+    tech = system.tech
     d = SystolicDesign.from_mapping({**BASE, "bits": 8, "acc_bits": np.array([20, 30, 40]),
                                      "rows": np.array([64, 0, 64])})  # 30-bit need
     m, _ = evaluate(d, ops, tech)

@@ -72,6 +72,10 @@ class GemmOps:
     kv_write_elems: np.ndarray  # per phase: KV-cache elements written
     tokens: np.ndarray  # per phase: tokens processed (batch x positions)
     generated_tokens: int  # batch x gen_len (prefill yields the first one)
+    input_share: np.ndarray  # 1 / number of GEMMs reading the same activation (q/k/v: 1/3, gate/up: 1/2)
+    norm_elems: np.ndarray  # per phase: elements normalised (2 norms per layer + the final one)
+    act_elems: np.ndarray  # per phase: MLP activation-function elements (SiLU x up, or ReLU)
+    softmax_elems: np.ndarray  # per phase: attention-probability elements
 
     def __len__(self) -> int:
         return len(self.names)
@@ -90,6 +94,9 @@ class GemmOps:
         if kind is not None:
             m &= np.array([k == kind for k in self.kinds], dtype=bool)
         return m
+
+
+_SHARED_INPUT = {"q_proj": 3, "k_proj": 3, "v_proj": 3, "gate_proj": 2, "up_proj": 2}
 
 
 def _linear_layers(shape: ModelShape) -> list[tuple[str, int, int]]:
@@ -152,6 +159,12 @@ def build_operators(shape: ModelShape, spec: WorkloadSpec) -> GemmOps:
     kv_write = np.array([float(b * per_token_kv * P), float(b * per_token_kv * steps)])
 
     names, kinds, phase, M, K, N, count, weight = zip(*rows, strict=True)
+    share = [1.0 / _SHARED_INPUT.get(n.split(".")[-1], 1) for n in names]
+    tokens = np.array([float(b * P), float(b * steps)])
+    score_elems = np.array([
+        sum(m * n * c for m, n, c, k, ph in zip(M, N, count, kinds, phase, strict=True)
+            if k == "attn_score" and ph == p) for p in (Phase.PREFILL, Phase.DECODE)
+    ], dtype=np.float64)
     return GemmOps(
         names=tuple(names),
         kinds=tuple(kinds),
@@ -163,6 +176,10 @@ def build_operators(shape: ModelShape, spec: WorkloadSpec) -> GemmOps:
         weight_operand=np.array(weight, dtype=bool),
         kv_read_elems=kv_read,
         kv_write_elems=kv_write,
-        tokens=np.array([float(b * P), float(b * steps)]),
+        tokens=tokens,
         generated_tokens=b * spec.gen_len,
+        input_share=np.array(share, dtype=np.float64),
+        norm_elems=tokens * shape.hidden * (2 * shape.layers + 1),
+        act_elems=tokens * shape.ffn * shape.layers,
+        softmax_elems=score_elems,
     )

@@ -1,0 +1,348 @@
+"""Tender and the outlier-aware accelerators it is compared with, as one parameterised model.
+
+All four designs share an output-stationary R x C array of 4-bit PEs (INT8 by 2x2 ganging, so an
+INT8 GEMM sees an R/2 x C/2 array), a scratchpad, an INT32 output buffer, a floating-point vector
+unit (VPU) and HBM. What differs is how each handles activation outliers (``Scheme``):
+
+* **Tender** decomposes each row chunk's channels into G power-of-two groups. Per output tile one
+  rescale bubble cycle per group boundary crossed (``g_eff - 1``; ``g_eff = 0`` means the worst case
+  ``G``); output tiles may not straddle a chunk, so a chunk of fewer rows than the array under-fills
+  it; per chunk the index buffer streams the channel order and the metadata (channel order, split
+  points, tmax, bias, output correction) crosses HBM; in runtime mode the VPU also computes the
+  per-chunk channel maxima/minima and the grouping. PE extra: an accumulator-wide 2:1 mux, a 1-bit
+  rescale register (the shift is wiring).
+* **ANT** keeps 4-bit PEs with a per-operand type decoder; to hold accuracy at INT4 a share of the
+  GEMM work falls back to 8 bits (2x2 ganged, 4x the cycles of INT4, 2x the bytes).
+* **OLAccel** routes outlier activations (ratio rho) to separate high-precision outlier MAC units; an
+  outlier stalls its PE row for ``stall_cycles``, the outlier units add area, and outliers travel as
+  sparse (value, index) pairs.
+* **OliVe** encodes outlier-victim pairs in place (4-bit values with an outlier type): decoders on
+  the array edge and an output encoder cost area and energy; a share of the work may also need 8 bits.
+
+Every latency is per GEMM ``max(array cycles / clock, HBM bytes / bandwidth, VPU epilogue time)``
+(double-buffered overlap); the VPU's non-GEMM work (norms, softmax, activation functions) runs in
+series. Energies are action counts x per-action energies from the technology table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from cost_models import systolic
+from cost_models.tech import Tech
+from workloads.operators import GemmOps, Phase
+
+KIB = 1024.0
+MODES = ("runtime", "calibrated")
+INT8_PE = ("ganged", "native")
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """Mechanism parameters of one design family (Tender or a baseline)."""
+
+    name: str
+    decomposed: bool = False  # Tender's channel-group decomposition (bubbles, chunks, metadata)
+    int8_share: float = 0.0  # share of MACs that must run at 8 bits when the design runs at 4 bits
+    outlier_ratio: float = 0.0  # OLAccel: share of activations treated as outliers
+    outlier_stall_cycles: float = 0.0  # OLAccel: stall cycles per array cycle in which an outlier enters
+    outlier_pe_share: float = 0.0  # OLAccel: outlier MAC units per regular PE
+    outlier_bits: int = 16  # OLAccel: outlier precision
+    decoder_bits_per_pe_edge: float = 0.0  # ANT/OliVe: decoder logic per array edge lane, in adder bits
+    decode_energy_add_bits: float = 0.0  # ANT/OliVe: energy per decoded operand, in adder-bit equivalents
+    encode_energy_add_bits: float = 0.0  # OliVe: energy per encoded output element, in adder-bit equivalents
+
+
+@dataclass(frozen=True)
+class TenderDesign:
+    """Design points (equal-length 1-D arrays)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    bits: np.ndarray
+    groups: np.ndarray
+    g_eff: np.ndarray  # effective group span for bubbles; 0 = worst case (groups)
+    chunk: np.ndarray
+    mode: np.ndarray  # codes into MODES
+    int8_pe: np.ndarray  # codes into INT8_PE: 2x2 ganged 4-bit PEs or native 8-bit PEs
+    quantize_attention: np.ndarray  # 1: QK^T and PV decomposed too (Tender (all)); 0: run at INT8
+    acc_bits: np.ndarray
+    clock_ghz: np.ndarray
+    scratchpad_kib: np.ndarray
+    index_buf_kib: np.ndarray
+    out_buf_kib: np.ndarray
+    hbm_bw_gbps: np.ndarray
+    vpu_lanes: np.ndarray
+    vpu_ops_per_output: np.ndarray
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> TenderDesign:
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise KeyError(f"design point lacks {missing}")
+        raw = {n: np.atleast_1d(np.asarray(values[n])) for n in names}
+        raw["mode"] = _codes(raw["mode"], MODES, "mode")
+        raw["int8_pe"] = _codes(raw["int8_pe"], INT8_PE, "int8_pe")
+        raw["quantize_attention"] = raw["quantize_attention"].astype(bool).astype(np.float64)
+        shaped = np.broadcast_arrays(*(raw[n] for n in names))
+        return cls(**{n: a.astype(np.float64) for n, a in zip(names, shaped, strict=True)})
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def take(self, idx: np.ndarray) -> TenderDesign:
+        return TenderDesign(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def invalid_reason(self) -> np.ndarray:
+        reasons = np.full(len(self), "", dtype=object)
+        checks = [
+            ((self.rows < 2) | (self.cols < 2), "array smaller than 2 x 2"),
+            (((self.rows % 2 != 0) | (self.cols % 2 != 0)) & (self.bits == 8) & (self.int8_pe == 0),
+             "INT8 ganging needs even rows and cols"),
+            (~np.isin(self.bits, (4, 8)), "bits must be 4 or 8"),
+            (self.groups < 1, "groups < 1"),
+            (self.g_eff > self.groups, "g_eff > groups"),
+            (self.chunk < 1, "chunk < 1"),
+            ((self.clock_ghz <= 0) | (self.hbm_bw_gbps <= 0) | (self.vpu_lanes < 1), "non-positive rate"),
+            ((self.scratchpad_kib <= 0) | (self.out_buf_kib <= 0) | (self.index_buf_kib < 0), "buffer size"),
+        ]
+        for bad, why in checks:
+            reasons[bad & (reasons == "")] = why
+        return reasons
+
+
+def _codes(values: np.ndarray, names: tuple[str, ...], key: str) -> np.ndarray:
+    if values.dtype.kind in "US":
+        bad = sorted({str(v) for v in values.ravel() if str(v) not in names})
+        if bad:
+            raise ValueError(f"{key} must be one of {list(names)}, got {bad}")
+        return np.array([names.index(str(v)) for v in values.ravel()]).reshape(values.shape)
+    return values.astype(np.int64)
+
+
+METRICS: dict[str, str] = {
+    "latency_s": "end-to-end latency of the workload (prefill + all decode steps) [s]",
+    "prefill_latency_s": "prefill latency [s]",
+    "decode_latency_s": "latency of all decode steps [s]",
+    "tokens_per_s": "generated tokens per second over the whole workload [tokens/s]",
+    "energy_j": "total energy of the workload [J]",
+    "energy_per_token_j": "energy per generated token [J/token]",
+    "energy_mac_j": "PE-array energy (MACs, rescale bubbles, outlier units) [J]",
+    "energy_sram_j": "scratchpad, index- and output-buffer energy [J]",
+    "energy_dram_j": "HBM energy [J]",
+    "energy_vpu_j": "vector-unit energy [J]",
+    "energy_leak_j": "leakage energy [J]",
+    "area_mm2": "total area [mm^2]",
+    "area_pe_mm2": "PE-array area [mm^2]",
+    "area_sram_mm2": "on-chip buffer area [mm^2]",
+    "area_vpu_mm2": "vector-unit area [mm^2]",
+    "power_w": "average power (energy / latency) [W]",
+    "utilization": "useful MACs / (PEs x array cycles) [0-1]",
+    "bubble_share": "share of array cycles spent in rescale bubbles [0-1]",
+    "edp_js": "energy-delay product [J s]",
+    "acc_headroom_bits": "accumulator width minus 2b + ceil(log2 K) + (G - 1) [bits]",
+}
+
+
+def pe_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
+    """Area of one PE of the array (including its share of INT8 ganging logic)."""
+    acc = d.acc_bits
+    native = d.int8_pe == 1
+    mult_bits = np.where(native, 8.0, 4.0)
+    base = tech.mult_area_um2(mult_bits) + tech.int_add_area_um2(acc) + tech.reg_area_um2(2 * mult_bits + acc)
+    # 2x2 ganging: per gang of 4 PEs two adders of 2b+4 bits to merge the four 4-bit products.
+    gang = np.where(native, 0.0, 2 * tech.int_add_area_um2(np.full_like(acc, 12.0)) / 4)
+    extra = np.zeros_like(acc)
+    if scheme.decomposed:  # 2:1 mux at accumulator width + 1-bit rescale register; the shift is wiring
+        extra = tech.mux_area_um2(acc) + tech.reg_area_um2(np.ones_like(acc))
+    return base + gang + extra
+
+
+def _edge_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
+    """Logic on the array edges: ANT/OliVe decoders, OLAccel outlier MAC units (mm^2 x 1e6)."""
+    edge = (d.rows + d.cols) * tech.int_add_area_um2(np.full_like(d.rows, scheme.decoder_bits_per_pe_edge))
+    ob = float(scheme.outlier_bits)
+    outlier_unit = tech.mult_area_um2(np.full_like(d.rows, ob)) + tech.int_add_area_um2(d.acc_bits)
+    return edge + scheme.outlier_pe_share * d.rows * d.cols * outlier_unit
+
+
+def iso_area_side(tech: Tech, design: TenderDesign, scheme: Scheme, budget_mm2: float) -> np.ndarray:
+    """Largest even n such that an n x n array of this scheme's PEs (with its edge logic) fits
+    ``budget_mm2``: how many PEs each design gets when all are compared at equal array area."""
+    n = np.full(len(design), 2.0)
+    for side in range(4, 4097, 2):  # monotone in side: keep the last that fits
+        trial = TenderDesign(**{**{f.name: getattr(design, f.name) for f in fields(design)},
+                                "rows": np.full(len(design), float(side)), "cols": np.full(len(design), float(side))})
+        area = (side * side * pe_area_um2(tech, trial, scheme) + _edge_area_um2(tech, trial, scheme)) / 1e6
+        fits = area <= budget_mm2
+        if not fits.any():
+            break
+        n = np.where(fits, float(side), n)
+    return n
+
+
+def array_area_mm2(tech: Tech, design: TenderDesign, scheme: Scheme) -> np.ndarray:
+    """PE array plus its edge logic."""
+    return (design.rows * design.cols * pe_area_um2(tech, design, scheme) + _edge_area_um2(tech, design, scheme)) / 1e6
+
+
+def _chunk_row_folds(M: np.ndarray, chunk: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Row folds when output tiles may not cross a chunk boundary."""
+    full = np.floor(M / chunk)
+    rest = M - full * chunk
+    return full * np.ceil(chunk / R) + np.ceil(rest / R)
+
+
+def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> dict[str, np.ndarray]:
+    col = lambda a: a[:, None]  # noqa: E731
+    M, K, N, cnt = ops.M[None, :], ops.K[None, :], ops.N[None, :], ops.count[None, :]
+    attention = np.array([k.startswith("attn") for k in ops.kinds])[None, :]
+    bits, R, C = col(d.bits), col(d.rows), col(d.cols)
+    decomposed_op = scheme.decomposed & (~attention | (col(d.quantize_attention) > 0))
+    # Attention matmuls that are not decomposed run at INT8 with one group.
+    op_bits = np.where(attention & ~(col(d.quantize_attention) > 0), 8.0, bits)
+    groups = np.where(decomposed_op, col(np.where(d.g_eff > 0, d.g_eff, d.groups)), 1.0)
+
+    def array_cycles(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cycles, bubble cycles) of each GEMM at operand width b."""
+        gang = (b == 8) & (col(d.int8_pe) == 0)
+        Re, Ce = np.where(gang, R / 2, R), np.where(gang, C / 2, C)
+        row_folds = np.where(decomposed_op, _chunk_row_folds(M, col(d.chunk), Re), np.ceil(M / Re))
+        folds = row_folds * np.ceil(N / Ce)
+        bubbles = folds * (groups - 1)
+        return folds * (Re + Ce + K - 2) + bubbles - 1, bubbles
+
+    cyc_main, bub_main = array_cycles(op_bits)
+    share8 = np.where(op_bits == 4, scheme.int8_share, 0.0)  # fallback only matters for INT4 designs
+    if scheme.int8_share > 0:
+        cyc8, bub8 = array_cycles(np.full_like(op_bits, 8.0))
+        cycles = (1 - share8) * cyc_main + share8 * cyc8
+        bubbles = (1 - share8) * bub_main + share8 * bub8
+    else:
+        cycles, bubbles = cyc_main, bub_main
+    # OLAccel: the array advances in lock-step, so a cycle in which any of the R' rows receives an
+    # outlier activation stalls the wavefront for ``outlier_stall_cycles`` while the outlier unit works.
+    if scheme.outlier_ratio > 0:
+        p_outlier_cycle = 1.0 - (1.0 - scheme.outlier_ratio) ** R
+        cycles = cycles * (1.0 + p_outlier_cycle * scheme.outlier_stall_cycles)
+    bytes_per = (1 - share8) * op_bits / 8 + share8 * 1.0
+
+    # Memory traffic: scratchpad split between activations and weights; outputs requantised.
+    spad = col(d.scratchpad_kib) * KIB
+    traffic = systolic.dram_traffic(M, K, N, R, C, "os", a_bytes=bytes_per, b_bytes=bytes_per, c_bytes=bytes_per,
+                                    psum_bytes=col(d.acc_bits) / 8, a_buf=spad / 2, b_buf=spad / 2,
+                                    c_buf=col(d.out_buf_kib) * KIB, double_buffered=True)
+    n_chunks = np.ceil(M / col(d.chunk))
+    idx_bits = np.ceil(np.log2(np.maximum(K, 2)))
+    # Tender metadata per chunk and decomposed operand: order + split points + tmax, FP16 bias (shared
+    # by the GEMMs reading the same input), FP16 output correction beta W^T per output channel.
+    meta = np.where(decomposed_op, n_chunks * ((K * idx_bits + col(d.groups) * idx_bits) / 8 + 2 + 2 * K)
+                    * ops.input_share[None, :] + n_chunks * 2 * N, 0.0)
+    outlier_bytes = scheme.outlier_ratio * M * K * (scheme.outlier_bits + idx_bits) / 8
+    hbm = traffic.total + meta + outlier_bytes
+
+    # VPU epilogue per output element, plus runtime statistics per chunk (max, min, bias subtract,
+    # binning against G thresholds) shared by the GEMMs that read the same activation.
+    lanes = col(d.vpu_lanes)
+    runtime = decomposed_op & (col(d.mode) == 0)
+    stat_ops = np.where(runtime, n_chunks * (3 * np.minimum(M, col(d.chunk)) * K + K * col(d.groups))
+                        * ops.input_share[None, :], 0.0)
+    vpu_ops = M * N * col(d.vpu_ops_per_output) + stat_ops
+    vpu_cycles = np.ceil(vpu_ops / lanes)
+
+    clock = col(d.clock_ghz) * 1e9
+    lat = np.maximum(np.maximum(cycles / clock, hbm / (col(d.hbm_bw_gbps) * 1e9)), vpu_cycles / clock)
+    lat_all = lat * cnt
+
+    # Non-GEMM vector work, in series: norms ~6 ops/elem, softmax ~5, activation ~4 (stated estimates).
+    vec_ops = ops.norm_elems * 6 + ops.softmax_elems * 5 + ops.act_elems * 4
+    vec_time = np.ceil(vec_ops[None, :] / lanes) / clock  # (P, 2 phases)
+
+    # Energy.
+    macs = M * K * N
+    gang_pe = col(d.int8_pe) == 0
+    e_acc = tech.int_add_energy_pj(col(d.acc_bits))
+    e4 = tech.mult_energy_pj(4.0) + e_acc
+    # A ganged INT8 MAC: four 4-bit products, two 12-bit merge adds, one accumulator update.
+    e8_gang = 4 * tech.mult_energy_pj(4.0) + 2 * tech.int_add_energy_pj(12.0) + e_acc
+    e8 = np.where(gang_pe, e8_gang, tech.mult_energy_pj(8.0) + e_acc)
+    e_mac_op = np.where(op_bits == 8, e8, (1 - share8) * e4 + share8 * e8)
+    active_pes = R * C  # a bubble cycle clocks the whole array's accumulators
+    e_bubble = bubbles * active_pes * tech.int_add_energy_pj(col(d.acc_bits))
+    e_outlier = scheme.outlier_ratio * macs * (tech.mult_energy_pj(float(scheme.outlier_bits))
+                                               + tech.int_add_energy_pj(col(d.acc_bits)))
+    decode_e = tech.int_add_energy_pj(scheme.decode_energy_add_bits)
+    encode_e = tech.int_add_energy_pj(scheme.encode_energy_add_bits)
+    sram_acc = systolic.sram_accesses(M, K, N, R, C, "os")
+    e_spad_rd = tech.sram_read_pj_per_byte(col(d.scratchpad_kib) / 2)
+    e_spad_wr = tech.sram_write_pj_per_byte(col(d.scratchpad_kib) / 2)
+    e_obuf = tech.sram_write_pj_per_byte(col(d.out_buf_kib)) + tech.sram_read_pj_per_byte(col(d.out_buf_kib))
+    e_idx = tech.sram_read_pj_per_byte(np.maximum(col(d.index_buf_kib), 1e-3))
+    idx_reads = np.where(decomposed_op, np.ceil(N / C) * np.ceil(M / R) * K * idx_bits / 8, 0.0)
+    e_clock = cycles * R * C * tech.pe_cycle_pj()  # every PE's registers are clocked every array cycle
+    e_array = macs * e_mac_op + e_bubble + e_outlier + e_clock + (sram_acc.a_reads + sram_acc.b_reads) * decode_e \
+        + M * N * encode_e
+    e_sram = (sram_acc.a_reads + sram_acc.b_reads) * bytes_per * e_spad_rd + (traffic.a_bytes + traffic.b_bytes) \
+        * e_spad_wr + M * N * 4 * e_obuf + idx_reads * e_idx
+    e_dram = hbm * tech.dram_energy_pj_per_byte
+    e_vpu = vpu_ops * tech.fp32_op_energy_pj()
+    e_vec = vec_ops[None, :] * tech.fp32_op_energy_pj()
+
+    area_pe = array_area_mm2(tech, d, scheme)
+    area_sram = (tech.sram_area_mm2(d.scratchpad_kib) + tech.sram_area_mm2(d.index_buf_kib * scheme.decomposed)
+                 + tech.sram_area_mm2(d.out_buf_kib))
+    area_vpu = d.vpu_lanes * tech.fp32_lane_area_um2() / 1e6
+    area = area_pe + area_sram + area_vpu + tech.periphery_area_mm2
+
+    prefill = ops.phase == int(Phase.PREFILL)
+    latency = lat_all.sum(axis=1) + vec_time.sum(axis=1)
+    e_leak = tech.leakage_mw_per_mm2 * 1e-3 * area * latency
+    parts = {k: (v * cnt).sum(axis=1) * 1e-12 for k, v in
+             (("mac", e_array), ("sram", e_sram), ("dram", e_dram), ("vpu", e_vpu))}
+    parts["vpu"] = parts["vpu"] + e_vec.sum(axis=1) * 1e-12
+    energy = sum(parts.values()) + e_leak
+    total_cycles = (cycles * cnt).sum(axis=1)
+    gen = float(ops.generated_tokens)
+    k_max = float(ops.K[~attention[0]].max())
+    return {
+        "latency_s": latency,
+        "prefill_latency_s": lat_all[:, prefill].sum(axis=1) + vec_time[:, 0],
+        "decode_latency_s": lat_all[:, ~prefill].sum(axis=1) + vec_time[:, 1],
+        "tokens_per_s": gen / latency,
+        "energy_j": energy,
+        "energy_per_token_j": energy / gen,
+        "energy_mac_j": parts["mac"],
+        "energy_sram_j": parts["sram"],
+        "energy_dram_j": parts["dram"],
+        "energy_vpu_j": parts["vpu"],
+        "energy_leak_j": e_leak,
+        "area_mm2": area,
+        "area_pe_mm2": area_pe,
+        "area_sram_mm2": area_sram,
+        "area_vpu_mm2": area_vpu,
+        "power_w": energy / latency,
+        "utilization": (macs * cnt).sum(axis=1) / (d.rows * d.cols * total_cycles
+                                                  / np.where(d.bits == 8, np.where(d.int8_pe == 0, 4, 1), 1)),
+        "bubble_share": (bubbles * cnt).sum(axis=1) / total_cycles,
+        "edp_js": energy * latency,
+        "acc_headroom_bits": d.acc_bits - (2 * d.bits + np.ceil(np.log2(k_max))
+                                           + np.where(scheme.decomposed, d.groups - 1, 0)),
+    }
+
+
+def evaluate(design: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme, *, chunk: int = 4096
+             ) -> dict[str, np.ndarray]:
+    """Metrics (``METRICS``) per design point; invalid points (``invalid_reason``) get NaN."""
+    bad = design.invalid_reason() != ""
+    out = {k: np.full(len(design), np.nan) for k in METRICS}
+    good = np.flatnonzero(~bad)
+    for start in range(0, good.size, chunk):
+        idx = good[start:start + chunk]
+        part = _evaluate_group(design.take(idx), ops, tech, scheme)
+        for k in METRICS:
+            out[k][idx] = part[k]
+    return out

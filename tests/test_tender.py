@@ -1,0 +1,155 @@
+"""Tender / outlier-accelerator model: bubbles, reductions to the plain array, ganging, properties."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cost_models import systolic
+from cost_models import tender as T
+from dse.config import Config, to_config
+from dse.systems import OutlierArraySystem
+from tests.conftest import compose_raw
+from workloads.operators import GemmOps
+
+
+@pytest.fixture(scope="module")
+def tender_system() -> OutlierArraySystem:
+    cfg = to_config(compose_raw(["system=tender", "workload.gen_len=4"]))
+    system = OutlierArraySystem(cfg)
+    system.hw = dict(cfg.system.hw)  # type: ignore[attr-defined]
+    return system
+
+
+def _hw(system: OutlierArraySystem) -> dict:
+    return dict(system.hw)
+
+
+def one_gemm(M: int, K: int, N: int) -> GemmOps:
+    """An operator list holding a single linear GEMM and no vector work."""
+    return GemmOps(names=("g",), kinds=("linear",), phase=np.array([0], dtype=np.int8), M=np.array([M], float),
+                   K=np.array([K], float), N=np.array([N], float), count=np.array([1.0]),
+                   weight_operand=np.array([True]), kv_read_elems=np.zeros(2), kv_write_elems=np.zeros(2),
+                   tokens=np.array([float(M), 0.0]), generated_tokens=1, input_share=np.ones(1),
+                   norm_elems=np.zeros(2), act_elems=np.zeros(2), softmax_elems=np.zeros(2))
+
+
+def cycles_of(system: OutlierArraySystem, ops: object, scheme: T.Scheme, **kw: object) -> float:
+    hw = {**_hw(system), "hbm_bw_gbps": 1e9, "vpu_lanes": 1e9, **kw}  # isolate the array
+    m = T.evaluate(T.TenderDesign.from_mapping(hw), ops, system.tech, scheme)
+    return float(m["latency_s"][0] * hw["clock_ghz"] * 1e9)
+
+
+TENDER = T.Scheme(name="tender", decomposed=True)
+PLAIN = T.Scheme(name="plain")
+
+
+@pytest.mark.parametrize(("M", "K", "N", "G", "chunk"), [(512, 768, 768, 8, 256), (100, 70, 50, 3, 256),
+                                                         (300, 64, 200, 16, 128), (1, 4096, 4096, 20, 256)])
+def test_bubbles_equal_boundaries_per_tile(tender_system: OutlierArraySystem, M: int, K: int, N: int, G: int,
+                                           chunk: int) -> None:
+    ops = one_gemm(M, K, N)
+    with_g = cycles_of(tender_system, ops, TENDER, groups=G, chunk=chunk, bits=4)
+    one_g = cycles_of(tender_system, ops, TENDER, groups=1, chunk=chunk, bits=4)
+    row_folds = (M // chunk) * -(-chunk // 64) + -(-(M % chunk) // 64)
+    tiles = row_folds * -(-N // 64)
+    assert with_g - one_g == pytest.approx(tiles * (G - 1))
+    # g_eff: only the group boundaries actually crossed cost a bubble
+    eff = cycles_of(tender_system, ops, TENDER, groups=G, g_eff=2, chunk=chunk, bits=4)
+    assert eff - one_g == pytest.approx(tiles * 1)
+
+
+@pytest.mark.parametrize(("M", "K", "N"), [(512, 768, 768), (100, 70, 50), (1, 4096, 4096), (2048, 576, 1536)])
+def test_g1_is_the_plain_systolic_array(tender_system: OutlierArraySystem, M: int, K: int, N: int) -> None:
+    ops = one_gemm(M, K, N)
+    got = cycles_of(tender_system, ops, TENDER, groups=1, chunk=4096, bits=4)
+    assert got == pytest.approx(systolic.gemm_cycles(M, K, N, 64, 64, "os"))
+    assert cycles_of(tender_system, ops, PLAIN, groups=8, bits=4) == pytest.approx(got)
+
+
+def test_int8_ganging_halves_the_array(tender_system: OutlierArraySystem) -> None:
+    ops = one_gemm(512, 768, 768)
+    got = cycles_of(tender_system, ops, TENDER, groups=1, chunk=4096, bits=8)
+    assert got == pytest.approx(systolic.gemm_cycles(512, 768, 768, 32, 32, "os"))
+    native = cycles_of(tender_system, ops, TENDER, groups=1, chunk=4096, bits=8, int8_pe="native")
+    assert native == pytest.approx(systolic.gemm_cycles(512, 768, 768, 64, 64, "os"))
+
+
+def test_small_chunks_underfill_the_array(tender_system: OutlierArraySystem) -> None:
+    ops = one_gemm(512, 768, 768)
+    full = cycles_of(tender_system, ops, TENDER, groups=1, chunk=256, bits=4)
+    small = cycles_of(tender_system, ops, TENDER, groups=1, chunk=16, bits=4)
+    assert small == pytest.approx(4 * full + 3)  # 32 chunks of 16 rows: 32 row folds instead of 8
+
+
+def test_accumulator_overflow_is_infeasible(tender_system: OutlierArraySystem) -> None:
+    hw = _hw(tender_system)
+    ev = tender_system.evaluate({**hw, "bits": 8, "groups": np.array([4, 16]), "acc_bits": 32})
+    k = float(tender_system.ops.K.max())
+    need = 16 + np.ceil(np.log2(k)) + np.array([3, 15])
+    np.testing.assert_array_equal(ev.metrics["acc_headroom_bits"], 32 - need)
+
+
+def test_runtime_mode_costs_vpu_time(tender_system: OutlierArraySystem) -> None:
+    hw = _hw(tender_system)
+    cal = tender_system.evaluate({**hw, "mode": "calibrated"}).metrics
+    rt = tender_system.evaluate({**hw, "mode": "runtime"}).metrics
+    assert rt["latency_s"][0] >= cal["latency_s"][0]
+    assert rt["energy_vpu_j"][0] > cal["energy_vpu_j"][0]
+
+
+def test_pe_overhead_and_third_party_area(make_cfg: Callable[..., Config]) -> None:
+    from dse.fidelity import area_report
+
+    lines = area_report()
+    native = float(lines[0].split(": ")[1].split(" mm^2")[0])
+    assert abs(native / 0.20 - 1) <= 0.25
+    assert "overhead +" in lines[2]
+
+
+@settings(max_examples=40, deadline=None)
+@given(bw=st.floats(16, 2048), factor=st.floats(1.0, 8.0), rows=st.sampled_from([16, 32, 64, 128]),
+       groups=st.integers(1, 16), bits=st.sampled_from([4, 8]), chunk=st.sampled_from([16, 64, 256]))
+def test_more_bandwidth_is_never_slower(tender_system: OutlierArraySystem, bw: float, factor: float, rows: int,
+                                        groups: int, bits: int, chunk: int) -> None:
+    hw = {**_hw(tender_system), "rows": rows, "groups": groups, "bits": bits, "chunk": chunk, "acc_bits": 64}
+    lat = tender_system.evaluate({**hw, "hbm_bw_gbps": np.array([bw, bw * factor])}).metrics["latency_s"]
+    assert lat[1] <= lat[0] * (1 + 1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(2, 256), cols=st.integers(2, 256), dr=st.integers(0, 64), dc=st.integers(0, 64),
+       bits=st.sampled_from([4, 8]), pe=st.sampled_from(["ganged", "native"]))
+def test_larger_array_never_has_less_area(tender_system: OutlierArraySystem, rows: int, cols: int, dr: int, dc: int,
+                                          bits: int, pe: str) -> None:
+    hw = {**_hw(tender_system), "bits": 4, "int8_pe": pe, "acc_bits": 64}
+    area = tender_system.evaluate({**hw, "rows": np.array([rows, rows + dr]),
+                                   "cols": np.array([cols, cols + dc])}).metrics["area_mm2"]
+    assert area[1] >= area[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(g=st.integers(1, 19), dg=st.integers(1, 8), rows=st.sampled_from([16, 64, 128]),
+       chunk=st.sampled_from([16, 128, 256]), bits=st.sampled_from([4, 8]))
+def test_larger_g_never_has_fewer_cycles(tender_system: OutlierArraySystem, g: int, dg: int, rows: int, chunk: int,
+                                         bits: int) -> None:
+    hw = {**_hw(tender_system), "rows": rows, "cols": rows, "chunk": chunk, "bits": bits, "acc_bits": 64,
+          "hbm_bw_gbps": 1e9, "vpu_lanes": 1e9}
+    lat = tender_system.evaluate({**hw, "groups": np.array([g, g + dg])}).metrics
+    assert lat["latency_s"][1] >= lat["latency_s"][0]
+    assert lat["bubble_share"][1] >= lat["bubble_share"][0]
+
+
+def test_baselines_differ_only_by_mechanism(make_cfg: Callable[..., Config]) -> None:
+    """Ordering on a compute-bound prefill: ANT < OLAccel < OliVe < Tender (calibrated mechanisms)."""
+    lat = {}
+    for name in ("ant", "olaccel", "olive", "tender"):
+        s = OutlierArraySystem(make_cfg([f"system={name}", "model=opt_6_7b", "workload.prompt_len=2048",
+                                         "workload.gen_len=1", "tech=7nm"]))
+        lat[name] = s.evaluate({**dict(make_cfg([f"system={name}"]).system.hw), "quantize_attention": True}
+                               ).metrics["latency_s"][0]
+    assert lat["ant"] > lat["olaccel"] > lat["olive"] > lat["tender"]
