@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from dse import __version__
 from dse.config import Config, to_config
+from dse.coupling import problem_for
 from dse.export import export_designs
 from dse.plots import save_pareto_plots
 from dse.report import study_table, summarise, write_summary, write_tables
@@ -23,16 +24,21 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     """Validate, search, and write trials.csv, pareto.csv, pareto.png, designs/ and summary.json."""
     cfg = to_config(raw)
     system = make_system(cfg)  # all config checks happen before the study is touched
+    problem, accuracy = problem_for(cfg, system)
     run_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(cfg, run_dir)
-    result = optimise(study, cfg, system)
+    study = open_study(cfg, run_dir, problem)
+    if accuracy is not None:
+        log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
+    result = optimise(study, cfg, system, problem)
 
-    objectives = list(cfg.system.objectives)
-    table = study_table(study, objectives, list(cfg.system.objectives.values()))
+    objectives = list(problem.objectives)
+    table = study_table(study, objectives, list(problem.objectives.values()))
     write_tables(table, run_dir)
-    title = f"{cfg.system.name} on {cfg.model.name} ({cfg.tech.name}), {len(table.feasible)} feasible designs"
-    save_pareto_plots(table, system.metrics, title, run_dir, cfg.output.plot_formats)
-    designs = (export_designs(cfg, system, table.pareto, run_dir, cfg.output.max_exported_designs)
+    proxy = f", accuracy on {accuracy.oracle.source.path.name}" if accuracy is not None else ""
+    title = (f"{cfg.system.name} on {cfg.model.name} ({cfg.tech.name}){proxy}, "
+             f"{len(table.feasible)} feasible designs")
+    save_pareto_plots(table, problem.descriptions, title, run_dir, cfg.output.plot_formats)
+    designs = (export_designs(cfg, system, problem, table.pareto, run_dir, cfg.output.max_exported_designs)
                if cfg.output.export_designs else [])
     summary = summarise(table, result.wall_s, {
         "this_session": {"asked": result.n_asked, "failed": result.n_failed},
@@ -44,7 +50,9 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
         "tech": cfg.tech.name,
         "workload": {"batch": cfg.workload.batch, "prompt_len": cfg.workload.prompt_len,
                      "gen_len": cfg.workload.gen_len},
-        "constraints": {k: {"max": b.max, "min": b.min} for k, b in cfg.system.constraints.items()},
+        "constraints": {k: {"max": b.max, "min": b.min} for k, b in problem.constraints.items()},
+        "cost_model_target": cfg.model.name,
+        "accuracy": accuracy.describe() if accuracy is not None else None,
         "exported_designs": len(designs),
         "tide_version": __version__,
     })

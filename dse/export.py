@@ -16,6 +16,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from dse.config import Config
+from dse.objectives import Problem
 from dse.systems import System
 
 FORMAT_VERSION = 1
@@ -25,7 +26,8 @@ def _plain(obj: Any) -> Any:
     return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)
 
 
-def design_document(cfg: Config, trial: optuna.trial.FrozenTrial, run_dir: Path) -> dict[str, Any]:
+def design_document(cfg: Config, problem: Problem, trial: optuna.trial.FrozenTrial, run_dir: Path
+                    ) -> dict[str, Any]:
     hw = {**cfg.system.hw, **trial.params}
     metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     return {
@@ -35,8 +37,9 @@ def design_document(cfg: Config, trial: optuna.trial.FrozenTrial, run_dir: Path)
         "workload": _plain(cfg.workload),
         "tech": _plain(cfg.tech),
         "objectives": dict(cfg.system.objectives),
+        "accuracy": _plain(cfg.accuracy) if problem.providers else None,
         "recorded": {
-            "objectives": dict(zip(cfg.system.objectives, trial.values, strict=True)),
+            "objectives": dict(zip(problem.objectives, trial.values, strict=True)),
             "metrics": metrics,
         },
         "provenance": {"study": cfg.search.study_name, "trial": trial.number, "run_dir": str(run_dir)},
@@ -79,13 +82,13 @@ def scalesim_files(doc: dict[str, Any], system: System, stem: Path) -> list[Path
     return paths
 
 
-def export_designs(cfg: Config, system: System, pareto: list[optuna.trial.FrozenTrial], run_dir: Path,
-                   limit: int) -> list[Path]:
+def export_designs(cfg: Config, system: System, problem: Problem, pareto: list[optuna.trial.FrozenTrial],
+                   run_dir: Path, limit: int) -> list[Path]:
     out = run_dir / "designs"
     out.mkdir(exist_ok=True)
     written = []
     for trial in sorted(pareto, key=lambda t: t.number)[:limit]:
-        doc = design_document(cfg, trial, run_dir)
+        doc = design_document(cfg, problem, trial, run_dir)
         stem = out / f"{cfg.system.name}_trial{trial.number:05d}"
         path = stem.with_suffix(".yaml")
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -104,6 +107,7 @@ def config_from_document(doc: dict[str, Any]) -> Config:
     node = OmegaConf.merge(base, {
         "system": {"name": doc["system"]["name"], "hw": doc["system"]["hw"], "objectives": doc["objectives"]},
         "model": doc["model"], "tech": doc["tech"], "workload": doc["workload"], "search": {},
+        "accuracy": doc.get("accuracy") or {"objective": "none", "max_ppl_increase": None},
     })
     return to_config(node)
 

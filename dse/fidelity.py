@@ -85,7 +85,8 @@ def build_cases() -> list[Case]:
             k_max = float(sys_.ops.K.max())
             needed = 2 * 4 + math.ceil(math.log2(k_max)) + (g - 1 if system == "tender" else 0)
             acc = max(int(cfg.system.hw["acc_bits"]), needed)
-            point = {**cfg.system.hw, "bits": 4, "groups": g, "acc_bits": acc, "quantize_attention": True}
+            point = {**cfg.system.hw, "bits": 4, "groups": g, "acc_bits": acc, "quantize_attention": True,
+                     "mode": "calibrated"}  # the paper's hardware: channel order fixed at calibration
             side = iso_area_side(sys_.tech, tender_model.TenderDesign.from_mapping(point), sys_.scheme,
                                  reference_area(sys_))
             point.update(rows=float(side[0]), cols=float(side[0]))

@@ -64,20 +64,61 @@ def assess(evaluation: Evaluation, objectives: Mapping[str, str], constraints: M
         reason = str(evaluation.invalid[i])
         cons: dict[str, float] = {INVALID_KEY: 1.0 if reason else 0.0}
         for metric, bound in constraints.items():
-            cons[metric] = constraint_value(point[metric], bound)
+            cons[metric] = constraint_value(point.get(metric, math.nan), bound)
+        worst = tuple({"minimize": math.inf, "maximize": -math.inf}[d] for d in objectives.values())
         if reason:
-            worst = {"minimize": math.inf, "maximize": -math.inf}
-            values = tuple(worst[d] for d in objectives.values())
+            values = worst
         else:
-            values = tuple(point[m] for m in objectives)
-            bad = [m for m in objectives if not math.isfinite(point[m])]
-            if bad:
+            values = tuple(point.get(m, math.nan) for m in objectives)
+            bad = [m for m, v in zip(objectives, values, strict=True) if not math.isfinite(v)]
+            if bad:  # e.g. a quantisation that makes the proxy model diverge
                 reason = f"non-finite objective(s) {bad}"
                 cons[INVALID_KEY] = 1.0
+                values = worst
         violated = tuple(k for k, v in cons.items() if v > 0)
         out.append(Assessment(values=values, constraints=cons, metrics=point, invalid_reason=reason,
                               violated=violated))
     return out
+
+
+ACCURACY_METRICS = {
+    "ppl": "perplexity of the proxy model under the design's quantisation [-]",
+    "ppl_increase": "perplexity increase over the unquantised proxy model [-]",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the search optimises: objectives (metric -> direction), constraints and extra providers."""
+
+    objectives: dict[str, str]
+    constraints: dict[str, Bound]
+    providers: tuple[Provider, ...] = ()
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+    def extra(self, points: dict[str, Any]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for provider in self.providers:
+            out.update(provider(points))
+        return out
+
+
+def build_problem(system_objectives: Mapping[str, str], user: Mapping[str, Bound], intrinsic: Mapping[str, Bound],
+                  metrics: Mapping[str, str], accuracy: Provider | None = None, accuracy_objective: str = "none",
+                  max_ppl_increase: float | None = None) -> Problem:
+    """The system's objectives and constraints, plus the measured-accuracy ones when coupled."""
+    objectives = dict(system_objectives)
+    constraints = merged_constraints(intrinsic, user)
+    descriptions = dict(metrics)
+    providers: tuple[Provider, ...] = ()
+    if accuracy is not None:
+        providers = (accuracy,)
+        descriptions.update(ACCURACY_METRICS)
+        if accuracy_objective != "none":
+            objectives[accuracy_objective] = "minimize"
+        if max_ppl_increase is not None:
+            constraints["ppl_increase"] = Bound(max=max_ppl_increase)
+    return Problem(objectives, constraints, providers, descriptions)
 
 
 def merged_constraints(intrinsic: Mapping[str, Bound], user: Mapping[str, Bound]) -> dict[str, Bound]:

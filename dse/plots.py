@@ -23,9 +23,18 @@ def axis_label(metric: str, descriptions: Mapping[str, str], direction: str) -> 
     return f"{metric} [{unit.group(1)}] ({arrow})" if unit else f"{metric} ({arrow})"
 
 
-def use_log(values: np.ndarray) -> bool:
+def axis_scale(values: np.ndarray) -> tuple[str, dict]:
+    """log where positive values span > 30x; symlog where they also reach zero or below (e.g. a
+    perplexity increase from -0.1 to 10^5); linear otherwise."""
     v = values[np.isfinite(values)]
-    return bool(v.size and v.min() > 0 and v.max() / v.min() > 30)
+    if not v.size:
+        return "linear", {}
+    if v.min() > 0:
+        return ("log", {}) if v.max() / v.min() > 30 else ("linear", {})
+    mags = np.abs(v[v != 0])
+    if mags.size and mags.max() / max(np.percentile(mags, 10), 1e-12) > 100:
+        return "symlog", {"linthresh": float(max(np.percentile(mags, 10), 1e-12))}
+    return "linear", {}
 
 
 def _pair_front(x: np.ndarray, y: np.ndarray, dx: str, dy: str) -> np.ndarray:
@@ -65,10 +74,10 @@ def pareto_figure(table: StudyTable, descriptions: Mapping[str, str], title: str
             ax.step(front[stair, i], front[stair, j], where="post", c="#d62728", lw=0.8, alpha=0.7)
         allx = np.concatenate([feas[:, i] if feas.size else [], infeas[:, i] if infeas.size else []])
         ally = np.concatenate([feas[:, j] if feas.size else [], infeas[:, j] if infeas.size else []])
-        if use_log(np.asarray(allx, dtype=float)):
-            ax.set_xscale("log")
-        if use_log(np.asarray(ally, dtype=float)):
-            ax.set_yscale("log")
+        xs, xkw = axis_scale(np.asarray(allx, dtype=float))
+        ys, ykw = axis_scale(np.asarray(ally, dtype=float))
+        ax.set_xscale(xs, **xkw)
+        ax.set_yscale(ys, **ykw)
         ax.set_xlabel(axis_label(objs[i], descriptions, table.directions[i]))
         ax.set_ylabel(axis_label(objs[j], descriptions, table.directions[j]))
         ax.grid(True, which="both", alpha=0.25)

@@ -21,7 +21,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from tqdm import tqdm
 
 from dse.config import Config, ConfigError, SearchConfig, SystemConfig
-from dse.objectives import assess, merged_constraints
+from dse.objectives import Problem, assess
 from dse.space import grid_size, grid_space, suggest
 from dse.systems import System
 
@@ -67,9 +67,9 @@ def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseSto
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
 
 
-def open_study(cfg: Config, run_dir: Path) -> optuna.Study:
+def open_study(cfg: Config, run_dir: Path, problem: Problem) -> optuna.Study:
     storage = make_storage(cfg.search, run_dir)
-    directions = list(cfg.system.objectives.values())
+    directions = list(problem.objectives.values())
     sampler = make_sampler(cfg.search, cfg.system)
     name = cfg.search.study_name
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
@@ -83,9 +83,12 @@ def open_study(cfg: Config, run_dir: Path) -> optuna.Study:
                                 load_if_exists=cfg.search.resume)
     if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
         raise ConfigError("system.objectives: the resumed study was created with other objectives")
+    if study.metric_names is not None and list(study.metric_names) != list(problem.objectives):
+        raise ConfigError(f"system.objectives: the resumed study optimises {study.metric_names}, "
+                          f"this run asks for {list(problem.objectives)}")
     with warnings.catch_warnings():  # set_metric_names is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(cfg.system.objectives))
+        study.set_metric_names(list(problem.objectives))
     study.set_user_attr("system", cfg.system.name)
     return study
 
@@ -97,12 +100,13 @@ class LoopResult:
     wall_s: float
 
 
-def run_trial(trial: optuna.Trial, cfg: Config, system: System) -> tuple[float, ...]:
+def run_trial(trial: optuna.Trial, cfg: Config, system: System, problem: Problem) -> tuple[float, ...]:
     """Evaluate one trial's design point; sets constraints and attributes on the trial."""
     params = suggest(trial, cfg.system.space)
     point = {**cfg.system.hw, **params}
-    constraints = merged_constraints(system.intrinsic_constraints, cfg.system.constraints)
-    (result,) = assess(system.evaluate(point), cfg.system.objectives, constraints)
+    evaluation = system.evaluate(point)
+    extra = problem.extra(point) if problem.providers and not evaluation.invalid[0] else {}
+    (result,) = assess(evaluation, problem.objectives, problem.constraints, extra)
     for key, value in result.constraints.items():
         trial.set_constraint(key, value)
     for key, value in result.metrics.items():
@@ -113,7 +117,7 @@ def run_trial(trial: optuna.Trial, cfg: Config, system: System) -> tuple[float, 
     return result.values
 
 
-def optimise(study: optuna.Study, cfg: Config, system: System) -> LoopResult:
+def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem) -> LoopResult:
     """Ask/tell loop with a progress bar, ``n_trials`` and ``timeout``; failures never stop it."""
     search = cfg.search
     n_total = search.n_trials
@@ -132,7 +136,7 @@ def optimise(study: optuna.Study, cfg: Config, system: System) -> LoopResult:
             trial = study.ask()
             asked += 1
             try:
-                values = run_trial(trial, cfg, system)
+                values = run_trial(trial, cfg, system, problem)
             except Exception as exc:  # a crashed trial never kills the study
                 failed += 1
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")

@@ -45,6 +45,11 @@ class System(ABC):
         """Per-operator rows for one design (for reports); systems may override."""
         return []
 
+    def quant_spec(self, point: dict[str, Any]) -> Any | None:
+        """The quantisation algorithm this design runs (for the accuracy oracle), or None if the
+        system has no accuracy coupling. Knobs shared by hardware and algorithm drive both."""
+        return None
+
 
 class SystolicSystem(System):
     name = "systolic"
@@ -106,6 +111,14 @@ class OutlierArraySystem(System):
     @property
     def knobs(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(tender.TenderDesign))
+
+    def quant_spec(self, point: dict[str, Any]) -> Any | None:
+        if not self.scheme.decomposed:
+            return None  # ANT/OLAccel/OliVe algorithms are not emulated on the real model
+        from workloads.emulation import QuantSpec
+
+        return QuantSpec(method="tender", bits=int(point["bits"]), groups=int(point["groups"]),
+                         chunk=int(point["chunk"]), mode=str(point["mode"]))
 
     def evaluate(self, points: dict[str, Any]) -> Evaluation:
         design = tender.TenderDesign.from_mapping(points)

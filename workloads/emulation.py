@@ -1,0 +1,189 @@
+"""Applying a quantisation scheme to every linear layer of a real model (the accuracy emulation).
+
+Every ``nn.Linear`` except the LM head is wrapped. Linear layers that read the same activation (q/k/v;
+gate/up) share one *site*: its activation is quantised once per forward. Per tender.md 2.6 (Llama-
+and OPT-style names):
+
+| site input               | bias subtraction | signed |
+|--------------------------|------------------|--------|
+| q/k/v, gate/up, fc1      | yes              | yes    |
+| o_proj (Llama)           | no               | yes    |
+| out_proj (OPT)           | yes              | yes    |
+| down_proj (Llama)        | no               | yes    |
+| fc2 (OPT, after ReLU)    | no               | no     |
+
+Weights are quantised per output channel at the same bit width, once, and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workloads import quant
+
+METHODS = ("none", "tender", "per_tensor", "per_token")
+SHARED = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
+NO_BIAS = {"o_proj", "down_proj", "fc2"}
+UNSIGNED = {"fc2"}
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    method: str = "none"
+    bits: int = 8
+    groups: int = 8
+    chunk: int = 256
+    mode: str = "runtime"  # runtime | calibrated
+    rounding: str = "rup"
+    quantize_weights: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"quant.method: {self.method!r} is not allowed; allowed values: {list(METHODS)}")
+        if self.bits not in (4, 8):
+            raise ValueError(f"quant.bits: {self.bits} is not allowed; allowed values: [4, 8]")
+        if self.groups < 1 or self.chunk < 1:
+            raise ValueError("quant.groups and quant.chunk must be >= 1")
+        if self.mode not in ("runtime", "calibrated"):
+            raise ValueError(f"quant.mode: {self.mode!r} is not allowed; allowed values: ['runtime', 'calibrated']")
+
+
+@dataclass
+class Site:
+    """One quantised activation, shared by the linear layers that read it."""
+
+    name: str
+    use_bias: bool
+    signed: bool
+    spec: QuantSpec
+    calib: quant.ChunkStats | None = None
+    _key: tuple | None = field(default=None, repr=False)
+    _value: tuple | None = field(default=None, repr=False)
+
+    def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key = (x.data_ptr(), tuple(x.shape), x._version)
+        if key == self._key and self._value is not None:
+            return self._value
+        s = self.spec
+        if s.method == "tender":
+            value = quant.tender_fake_quant(x, bits=s.bits, groups=s.groups, chunk=s.chunk, signed=self.signed,
+                                            use_bias=self.use_bias, calib=self.calib, rounding=s.rounding)
+        elif s.method == "per_tensor":
+            value = (quant.symmetric_fake_quant(x, s.bits, None), None)
+        elif s.method == "per_token":
+            value = (quant.symmetric_fake_quant(x, s.bits, -1), None)
+        else:
+            value = (x, None)
+        self._key, self._value = key, value
+        return value
+
+    def reset(self) -> None:
+        self._key = self._value = None
+
+
+class QuantLinear(nn.Module):
+    """``y = Q(x) W_q^T + b (+ beta W^T per chunk)`` around an existing linear layer."""
+
+    def __init__(self, linear: nn.Linear, site: Site, w_hat: torch.Tensor) -> None:
+        super().__init__()
+        self.linear = linear
+        self.site = site
+        self.w_hat = w_hat
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        xq, beta = self.site.quantize(x2)
+        y = F.linear(xq, self.w_hat, self.linear.bias)
+        if beta is not None:
+            corr = beta @ self.linear.weight.T  # [n_chunks, N], exact add-back with the FP weight
+            y = y + corr.repeat_interleave(self.site.spec.chunk, dim=0)[: y.shape[0]]
+        return y.reshape(*shape[:-1], y.shape[-1])
+
+
+def linear_layers(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Linear]]:
+    """(full name, parent, child name, module) of every linear layer except the LM head."""
+    out = []
+    for parent_name, parent in model.named_modules():
+        for child_name, child in parent.named_children():
+            full = f"{parent_name}.{child_name}" if parent_name else child_name
+            if isinstance(child, nn.Linear) and child_name != "lm_head":
+                out.append((full, parent, child_name, child))
+    return out
+
+
+def site_name(full: str, child: str) -> str:
+    parent = full.rsplit(".", 1)[0]
+    return f"{parent}.{SHARED.get(child, child)}"
+
+
+@contextlib.contextmanager
+def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkStats] | None = None
+              ) -> Iterator[dict[str, Site]]:
+    """Wrap every linear layer for the duration of the block; the model is restored afterwards."""
+    if spec.method == "none":
+        yield {}
+        return
+    sites: dict[str, Site] = {}
+    swapped = []
+    try:
+        for full, parent, child, lin in linear_layers(model):
+            name = site_name(full, child)
+            if name not in sites:
+                sites[name] = Site(name, use_bias=child not in NO_BIAS, signed=child not in UNSIGNED, spec=spec,
+                                   calib=(calib or {}).get(name) if spec.mode == "calibrated" else None)
+            w_hat = quant.weight_fake_quant(lin.weight.data, spec.bits) if spec.quantize_weights else lin.weight
+            setattr(parent, child, QuantLinear(lin, sites[name], w_hat))
+            swapped.append((parent, child, lin))
+        yield sites
+    finally:
+        for parent, child, lin in swapped:
+            setattr(parent, child, lin)
+
+
+@torch.no_grad()
+def collect_calibration(model: nn.Module, windows: torch.Tensor, chunk: int, device: torch.device
+                        ) -> dict[str, quant.ChunkStats]:
+    """Tender's calibrated statistics per site and chunk index (tender.md 4): bias = mean over samples of
+    the per-sample (max+min)/2; tensor and channel maxima = max over samples (after the sample's bias)."""
+    acc: dict[str, dict[str, list[torch.Tensor]]] = {}
+    seen: dict[str, tuple] = {}
+    hooks = []
+    for full, _parent, child, lin in linear_layers(model):
+        name = site_name(full, child)
+        use_bias = child not in NO_BIAS
+
+        def hook(_mod: nn.Module, args: tuple, name: str = name, use_bias: bool = use_bias) -> None:
+            x = args[0].reshape(-1, args[0].shape[-1])
+            key = (x.data_ptr(), tuple(x.shape))
+            if seen.get(name) == key:
+                return
+            seen[name] = key
+            st = quant.chunk_stats(x.float(), chunk, use_bias)
+            d = acc.setdefault(name, {"bias": [], "tmax": [], "cmax": []})
+            if st.bias is not None:
+                d["bias"].append(st.bias)
+            d["tmax"].append(st.tmax)
+            d["cmax"].append(st.cmax)
+
+        hooks.append(lin.register_forward_pre_hook(hook))
+    try:
+        for i in range(windows.shape[0]):
+            model.model(input_ids=windows[i:i + 1].to(device), use_cache=False)  # type: ignore[attr-defined]
+    finally:
+        for h in hooks:
+            h.remove()
+    return {
+        name: quant.ChunkStats(
+            bias=torch.stack(d["bias"]).mean(0) if d["bias"] else None,
+            tmax=torch.stack(d["tmax"]).amax(0),
+            cmax=torch.stack(d["cmax"]).amax(0),
+        )
+        for name, d in acc.items()
+    }

@@ -1,0 +1,165 @@
+"""Fake quantisation of activations and weights: Tender's decomposition and the usual baselines.
+
+Tender (shared/reference/tender.md section 2, the reference code's semantics):
+
+1. rows are padded with zeros to a multiple of the chunk size S and split into chunks;
+2. optionally a per-chunk, per-channel bias beta = (max + min) / 2 is subtracted (added back exactly
+   after the matmul as beta W^T with the unquantised weight);
+3. t = max |Z| of the chunk; thresholds theta_i = t / 2^(G-1-i), i = 0..G-1 (a power-of-two ladder);
+4. a channel whose max |Z| lies in (theta_{i-1}, theta_i] joins group i ("rup": never clips; "rdn" puts
+   it one group lower), decided by comparisons against the thresholds;
+5. group i has scale s_i = theta_i / q_max = s_0 2^i; values are rounded half-to-even and clamped to
+   [q_min, q_max] (signed: [-2^(b-1), 2^(b-1)-1]; unsigned: [0, 2^b - 1]).
+
+``tender_codes`` returns the integer codes and groups, so the hardware's integer shift-accumulate
+order can be checked against the fake-quantised (dequantised) matmul (``integer_shift_accumulate``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def qrange(bits: int, signed: bool) -> tuple[int, int]:
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+
+
+@dataclass(frozen=True)
+class ChunkStats:
+    """Statistics per chunk index (calibrated mode): bias [n, C], tensor max [n], channel max [n, C]."""
+
+    bias: torch.Tensor | None
+    tmax: torch.Tensor
+    cmax: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TenderCodes:
+    codes: torch.Tensor  # [n, S, C] integer codes (as float tensor holding integers)
+    group: torch.Tensor  # [n, C] group index per chunk and channel (0 = smallest scale)
+    s0: torch.Tensor  # [n] scale of group 0 per chunk
+    bias: torch.Tensor | None  # [n, C] subtracted bias per chunk
+    rows: int  # original row count T
+
+    def scales(self) -> torch.Tensor:
+        return self.s0[:, None] * torch.pow(2.0, self.group.to(self.s0.dtype))  # [n, C]
+
+    def dequantize(self) -> torch.Tensor:
+        x = self.codes * self.scales()[:, None, :]
+        return x.reshape(-1, x.shape[-1])[: self.rows]
+
+
+def assign_groups(cmax: torch.Tensor, tmax: torch.Tensor, groups: int, rounding: str = "rup") -> torch.Tensor:
+    """Group per channel from channel maxima [n, C] and tensor maxima [n], by threshold comparisons."""
+    i = torch.arange(groups, device=cmax.device, dtype=cmax.dtype)
+    theta = tmax[:, None] / torch.pow(2.0, groups - 1 - i)[None, :]  # [n, G]
+    if rounding == "rup":  # group i when theta_{i-1} < m <= theta_i
+        return (cmax[:, :, None] > theta[:, None, : groups - 1]).sum(-1)
+    if rounding == "rdn":  # one group lower: group i when theta_i <= m < theta_{i+1}
+        return (cmax[:, :, None] >= theta[:, None, 1:]).sum(-1)
+    raise ValueError(f"quant.rounding must be 'rup' or 'rdn', got {rounding!r}")
+
+
+def chunk_stats(x: torch.Tensor, chunk: int, use_bias: bool) -> ChunkStats:
+    """Runtime statistics of a [T, C] activation, per chunk of ``chunk`` rows (zero-padded)."""
+    xc = _chunks(x, chunk)
+    bias = (xc.amax(1) + xc.amin(1)) / 2 if use_bias else None
+    z = xc - bias[:, None, :] if bias is not None else xc
+    cmax = z.abs().amax(1)
+    return ChunkStats(bias=bias, tmax=cmax.amax(1), cmax=cmax)
+
+
+def _chunks(x: torch.Tensor, chunk: int) -> torch.Tensor:
+    T, C = x.shape
+    n = -(-T // chunk)
+    pad = n * chunk - T
+    if pad:
+        x = torch.cat([x, x.new_zeros(pad, C)])
+    return x.view(n, chunk, C)
+
+
+def tender_codes(x: torch.Tensor, *, bits: int, groups: int, chunk: int, signed: bool = True,
+                 use_bias: bool = True, calib: ChunkStats | None = None, rounding: str = "rup") -> TenderCodes:
+    """Tender's decomposition of a [T, C] activation (runtime statistics unless ``calib`` is given)."""
+    T = x.shape[0]
+    xc = _chunks(x, chunk)
+    n = xc.shape[0]
+    stats = chunk_stats(x, chunk, use_bias) if calib is None else _calibrated(x, chunk, use_bias, calib)
+    z = xc - stats.bias[:, None, :] if stats.bias is not None else xc
+    if calib is not None:  # channel maxima come from calibration; grouping is recomputed per G
+        cmax, tmax = stats.cmax[:n], stats.tmax[:n]
+    else:
+        cmax, tmax = stats.cmax, stats.tmax
+    qmin, qmax = qrange(bits, signed)
+    group = assign_groups(cmax, tmax, groups, rounding)
+    s0 = tmax / (2.0 ** (groups - 1) * qmax)
+    s0 = torch.where(s0 > 0, s0, torch.ones_like(s0))
+    scale = s0[:, None] * torch.pow(2.0, group.to(x.dtype))
+    codes = torch.clamp(torch.round(z / scale[:, None, :]), qmin, qmax)
+    return TenderCodes(codes=codes, group=group, s0=s0, bias=stats.bias, rows=T)
+
+
+def _calibrated(x: torch.Tensor, chunk: int, use_bias: bool, calib: ChunkStats) -> ChunkStats:
+    """Calibrated statistics for the chunk indices that have them, runtime ones for the rest."""
+    n = -(-x.shape[0] // chunk)
+    have = min(n, calib.tmax.shape[0])
+    if have == n:
+        return ChunkStats(calib.bias[:n] if use_bias and calib.bias is not None else None, calib.tmax[:n],
+                          calib.cmax[:n])
+    rt = chunk_stats(x, chunk, use_bias)
+    bias = None
+    if use_bias and rt.bias is not None and calib.bias is not None:
+        bias = torch.cat([calib.bias[:have], rt.bias[have:]])
+    return ChunkStats(bias, torch.cat([calib.tmax[:have], rt.tmax[have:]]),
+                      torch.cat([calib.cmax[:have], rt.cmax[have:]]))
+
+
+def tender_fake_quant(x: torch.Tensor, **kw: object) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Dequantised activation [T, C] and the per-chunk bias [n, C] (or None) to add back as beta W^T."""
+    codes = tender_codes(x, **kw)  # type: ignore[arg-type]
+    return codes.dequantize(), codes.bias
+
+
+def symmetric_fake_quant(x: torch.Tensor, bits: int, dim: int | None) -> torch.Tensor:
+    """Symmetric round-to-nearest; ``dim=None`` per tensor, ``dim=-1`` per row (token / output channel)."""
+    qmin, qmax = qrange(bits, True)
+    amax = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    return torch.clamp(torch.round(x / scale), qmin, qmax) * scale
+
+
+def weight_fake_quant(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-output-channel symmetric max-abs quantisation of a [N, K] weight."""
+    return symmetric_fake_quant(w, bits, dim=-1)
+
+
+def weight_codes(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    qmin, qmax = qrange(bits, True)
+    amax = w.abs().amax(dim=-1)
+    s = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    return torch.clamp(torch.round(w / s[:, None]), qmin, qmax), s
+
+
+def integer_shift_accumulate(codes: TenderCodes, wq: torch.Tensor, s_w: torch.Tensor) -> torch.Tensor:
+    """The hardware's order: per chunk, groups streamed outlier-first into an integer accumulator
+    that shifts left by one at every group boundary (Horner), dequantised once at the end."""
+    n, S, C = codes.codes.shape
+    out = []
+    for r in range(n):
+        g = codes.group[r]
+        xq = codes.codes[r].to(torch.int64)
+        w = wq.to(torch.int64)
+        present = torch.unique(g)
+        i_max, i_min = int(present.max()), int(present.min())
+        acc = torch.zeros(S, w.shape[0], dtype=torch.int64)
+        for i in range(i_max, i_min - 1, -1):
+            if i < i_max:
+                acc = acc << 1  # one rescale bubble: A <- 2A
+            sel = g == i
+            if sel.any():
+                acc = acc + xq[:, sel] @ w[:, sel].T
+        scale = codes.s0[r].double() * (2.0 ** i_min)
+        out.append(acc.double() * scale * s_w.double()[None, :])
+    return torch.cat(out)[: codes.rows]

