@@ -38,7 +38,7 @@ def _choice(value: Any, key: str, allowed: list[Any] | tuple[Any, ...]) -> None:
 class Quantity:
     """A number with its unit and where it comes from (a citation or a stated assumption)."""
 
-    value: float = MISSING
+    value: Any = MISSING  # a number (or, for a few mechanism tables, a list of numbers or a name)
     unit: str = MISSING
     source: str = MISSING
 
@@ -74,6 +74,7 @@ class TechConfig:
             if f.name == "name":
                 continue
             q: Quantity = getattr(self, f.name)
+            _require(isinstance(q.value, int | float), f"tech.{f.name}.value", f"must be a number, got {q.value!r}")
             _require(q.value >= 0, f"tech.{f.name}.value", f"must be >= 0, got {q.value}")
             _require(bool(str(q.source).strip()), f"tech.{f.name}.source", "every constant needs a source")
         _require(0 < self.sram_array_efficiency.value <= 1, "tech.sram_array_efficiency.value",

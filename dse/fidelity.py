@@ -142,12 +142,78 @@ def geomean(values: list[float]) -> float:
     return float(np.exp(np.mean(np.log(values))))
 
 
+INFINIGEN = CONF_DIR / "fidelity" / "infinigen.yaml"
+INFINIGEN_COLUMNS = ["experiment", "model", "batch", "prompt_len", "gen_len", "system", "tokens_per_s",
+                     "speedup_vs_flexgen", "transfer_share", "paper_speedup_vs_flexgen", "paper_transfer_share"]
+
+
+def offload_metrics(system: str, ref: dict[str, Any], batch: int, prompt: int, gen: int) -> dict[str, float]:
+    from dse.systems import OffloadSystem
+
+    cfg = compose_config([f"system={system}", f"model={ref['model']}", f"platform@system.hw={ref['platform']}",
+                          f"workload.prompt_len={prompt}", f"workload.gen_len={gen}"])
+    sys_ = OffloadSystem(cfg)
+    m = sys_.evaluate({**cfg.system.hw, "batch": batch}).metrics
+    return {k: float(v[0]) for k, v in m.items()}
+
+
+def infinigen_rows() -> list[dict[str, Any]]:
+    """The three experiments of infinigen.md section 9 (sequence length, batch, transfer share)."""
+    ref = yaml.safe_load(INFINIGEN.read_text())
+    rows: list[dict[str, Any]] = []
+    model = compose_config([f"model={ref['model']}"]).model.name
+
+    def block(experiment: str, batch: int, prompt: int, gen: int, paper: dict[str, Any]) -> None:
+        res = {s: offload_metrics(s, ref, batch, prompt, gen) for s in ref["systems"]}
+        base = res["flexgen"]["tokens_per_s"]
+        for s, m in res.items():
+            rows.append({"experiment": experiment, "model": model, "batch": batch, "prompt_len": prompt,
+                         "gen_len": gen, "system": s, "tokens_per_s": m["tokens_per_s"],
+                         "speedup_vs_flexgen": m["tokens_per_s"] / base,
+                         "transfer_share": m["transfer_share"] if experiment == "transfer" else "",
+                         "paper_speedup_vs_flexgen": paper.get("speedup", {}).get(s, ""),
+                         "paper_transfer_share": paper.get("share", {}).get(s, "")})
+
+    sl = ref["seq_len"]
+    for i, total in enumerate(sl["totals"]):
+        paper = {"speedup": {s: v[i] for s, v in sl["paper_speedup"].items()}}
+        block("seq_len", sl["batch"], total - sl["gen_len"], sl["gen_len"], paper)
+    bt = ref["batch"]
+    for b in bt["batches"]:
+        block("batch", b, bt["prompt_len"], bt["gen_len"], {})
+    tr = ref["transfer"]
+    block("transfer", tr["batch"], tr["prompt_len"], tr["gen_len"], {"share": tr["paper_share"]})
+    return rows
+
+
+def infinigen_main(out: Path) -> int:
+    rows = infinigen_rows()
+    path = out / "infinigen.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=INFINIGEN_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{'experiment':<10}{'batch':>6}{'prompt':>7}{'gen':>5} {'system':<10}{'tok/s':>9}{'x FlexGen':>10}"
+          f"{'paper':>7}{'transfer':>10}{'paper':>7}")
+    for r in rows:
+        share = f"{r['transfer_share']:.1%}" if r["transfer_share"] != "" else ""
+        pshare = f"{r['paper_transfer_share']:.1%}" if r["paper_transfer_share"] != "" else ""
+        print(f"{r['experiment']:<10}{r['batch']:>6}{r['prompt_len']:>7}{r['gen_len']:>5} {r['system']:<10}"
+              f"{r['tokens_per_s']:>9.2f}{r['speedup_vs_flexgen']:>10.2f}{str(r['paper_speedup_vs_flexgen']):>7}"
+              f"{share:>10}{pshare:>7}")
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dse.fidelity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", choices=["tender"])
+    parser.add_argument("study", choices=["tender", "infinigen"])
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.study == "infinigen":
+        return infinigen_main(args.out)
     ref = reference()
     rows = evaluate_rows(build_cases())
     rat = ratios(rows)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models import accelerator, systolic, tender
+from cost_models import accelerator, offload, systolic, tender
 from dse.config import Bound, Config, ConfigError
 from workloads import build_operators
 
@@ -126,12 +126,53 @@ class OutlierArraySystem(System):
         return Evaluation(metrics=metrics, invalid=design.invalid_reason())
 
 
+class OffloadSystem(System):
+    """FlexGen, H2O, INT4-KV and InfiniGen: offloaded inference on a GPU + CPU platform."""
+
+    metrics = offload.METRICS
+    intrinsic_constraints = {"gpu_mem_headroom_gb": Bound(min=0.0), "cpu_mem_headroom_gb": Bound(min=0.0)}
+
+    def __init__(self, cfg: Config) -> None:
+        self.name = cfg.system.name
+        self.shape = cfg.model.to_shape()
+        self.prompt, self.gen = cfg.workload.prompt_len, cfg.workload.gen_len
+        allowed = {f.name for f in fields(offload.OffloadScheme)} - {"name"}
+        values: dict[str, Any] = {}
+        for key, q in cfg.system.mechanism.items():
+            if key not in allowed:
+                raise ConfigError(f"system.mechanism.{key}: unknown parameter; allowed: {sorted(allowed)}")
+            v = q.value
+            values[key] = tuple(float(x) for x in v) if isinstance(v, list | tuple) else (
+                v if isinstance(v, str) else int(v) if key == "dense_layers" else float(v))
+        self.scheme = offload.OffloadScheme(name=self.name, **values)
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(offload.OffloadDesign)) + tuple(
+            f.name for f in fields(offload.EnergyTable))
+
+    def evaluate(self, points: dict[str, Any]) -> Evaluation:
+        design = offload.OffloadDesign.from_mapping(points)
+        energy = offload.EnergyTable(**{f.name: float(np.asarray(points[f.name]).reshape(-1)[0])
+                                        for f in fields(offload.EnergyTable)})
+        bad = design.invalid_reason()
+        safe = offload.OffloadDesign(**{f.name: np.where(bad != "", 1.0 if f.name != "budget" else 0.2,
+                                                        getattr(design, f.name)) for f in fields(design)})
+        metrics = offload.evaluate(safe, self.shape, self.prompt, self.gen, self.scheme, energy)
+        metrics = {k: np.where(bad != "", np.nan, np.broadcast_to(v, bad.shape)) for k, v in metrics.items()}
+        return Evaluation(metrics=metrics, invalid=bad)
+
+
 SYSTEMS: dict[str, type[System]] = {
     "systolic": SystolicSystem,
     "tender": OutlierArraySystem,
     "ant": OutlierArraySystem,
     "olaccel": OutlierArraySystem,
     "olive": OutlierArraySystem,
+    "flexgen": OffloadSystem,
+    "h2o": OffloadSystem,
+    "int4kv": OffloadSystem,
+    "infinigen": OffloadSystem,
 }
 
 
