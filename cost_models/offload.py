@@ -127,11 +127,13 @@ def selected_tokens(scheme: OffloadScheme, ctx: np.ndarray, k_scale: np.ndarray)
     """InfiniGen's mean selected tokens at context ``ctx`` (linear interpolation of the table,
     proportional below its first point, extrapolated linearly past its last)."""
     xs, ys = np.asarray(scheme.k_table_ctx), np.asarray(scheme.k_table_tokens)
-    k = np.interp(ctx, xs, ys)
-    below = ctx < xs[0]
-    k = np.where(below, ys[0] * ctx / xs[0], k)
-    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-    k = np.where(ctx > xs[-1], ys[-1] + slope * (ctx - xs[-1]), k)
+    if xs.size < 2:
+        k = ys[0] * ctx / xs[0] if xs.size else np.zeros_like(ctx)
+    else:
+        k = np.interp(ctx, xs, ys)
+        k = np.where(ctx < xs[0], ys[0] * ctx / xs[0], k)
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        k = np.where(ctx > xs[-1], ys[-1] + slope * (ctx - xs[-1]), k)
     return np.minimum(k * k_scale, ctx)
 
 

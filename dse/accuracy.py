@@ -1,6 +1,6 @@
 """``python -m dse.accuracy``: measure one quantisation configuration on the real model.
 
-A Hydra app over the same ``conf/`` tree (``quant.*`` and ``accuracy.*`` keys; ``hydra.run.dir`` works),
+A Hydra app over the same ``conf/`` tree (``quant.*``, ``kv.*`` and ``accuracy.*`` keys; ``hydra.run.dir`` works),
 going through the persistent oracle cache. The last line printed is ``ppl=<value> tokens=<count>``.
 """
 
@@ -28,14 +28,19 @@ def _app(raw: DictConfig) -> None:
     try:
         cfg = to_config(raw)
         spec = cfg.quant.to_spec()
+        kv = cfg.kv.to_spec()
         oracle = AccuracyOracle(cfg.accuracy)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    m = oracle.measure(spec)
-    record = {"quant": vars(cfg.quant), "proxy_model": str(oracle.source.path), "cost_model_target": cfg.model.name,
-              "ppl": m.ppl, "tokens": m.tokens, "cached": m.cached, "key": m.key, "seconds": m.seconds}
+    m = oracle.measure(spec, kv)
+    record = {"quant": vars(cfg.quant), "kv": vars(cfg.kv), "proxy_model": str(oracle.source.path),
+              "cost_model_target": cfg.model.name, "ppl": m.ppl, "tokens": m.tokens, "cached": m.cached,
+              "key": m.key, "seconds": m.seconds, "selected_tokens": m.stats}
     (Path(HydraConfig.get().runtime.output_dir) / "accuracy.json").write_text(json.dumps(record, indent=2) + "\n")
+    if m.stats:
+        by_ctx = ", ".join(f"{k}: {v:.1f}" for k, v in m.stats["by_context"].items())
+        print(f"mean selected tokens per sparse layer and row: {m.stats['mean_selected']:.1f} ({by_ctx})")
     print(f"ppl={m.ppl:.4f} tokens={m.tokens}")
 
 

@@ -288,6 +288,30 @@ class QuantConfig:
         return QuantSpec(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
+@dataclass
+class KVConfig:
+    """KV-token selection measured by ``python -m dse.accuracy`` (InfiniGen and its baselines)."""
+
+    method: str = "dense"  # dense | infinigen | h2o | local | oracle_topk
+    budget: float = 0.2  # cap (InfiniGen) or fixed budget (baselines), fraction of the window
+    alpha: float = 4.0  # InfiniGen threshold on the speculated-score gap to the row maximum
+    partial_ratio: float = 0.2  # InfiniGen r
+    pool_size: float = 1.0  # CPU KV pool, fraction of the window (1 = no eviction)
+    eviction: str = "counter"  # counter | lru | fifo
+    dense_layers: int = 2
+
+    def __post_init__(self) -> None:
+        try:
+            self.to_spec()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def to_spec(self) -> Any:
+        from workloads.kvselect import KVSpec
+
+        return KVSpec(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+
 PLOT_FORMATS = ("png", "svg", "pdf")
 
 
@@ -312,6 +336,7 @@ class Config:
     search: SearchConfig = MISSING
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
+    kv: KVConfig = field(default_factory=KVConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 

@@ -32,12 +32,24 @@ class AccuracyProvider:
 
     def __call__(self, points: dict[str, Any]) -> dict[str, np.ndarray]:
         n = max((np.size(v) for v in points.values() if isinstance(v, np.ndarray)), default=1)
-        ppl = np.empty(n)
+        ppl = np.full(n, np.nan)
+        selected = np.full(n, np.nan)
+        by_position: list[np.ndarray] = []
         for i in range(n):
             point = {k: (np.asarray(v).reshape(-1)[i] if isinstance(v, np.ndarray) else v) for k, v in points.items()}
-            spec = self.system.quant_spec(point)
-            ppl[i] = self.oracle.measure(spec).ppl if spec is not None else np.nan
-        return {"ppl": ppl, "ppl_increase": ppl - self.baseline_ppl}
+            spec = self.system.accuracy_spec(point)
+            if spec is None:
+                continue
+            m = self.oracle.measure(*spec)
+            ppl[i] = m.ppl
+            if m.stats:
+                selected[i] = m.stats["mean_selected"]
+                ctx = [_bucket_mid(k) for k in m.stats["by_context"]]
+                by_position.append(np.array(list(m.stats["by_context"].values())) / np.array(ctx))
+        out = {"ppl": ppl, "ppl_increase": ppl - self.baseline_ppl, "mean_selected_measured": selected}
+        if n == 1 and by_position:
+            out["selected_fraction_by_position"] = by_position[0]
+        return out
 
     def describe(self) -> dict[str, Any]:
         ident = self.oracle.identity()
@@ -47,10 +59,15 @@ class AccuracyProvider:
                 "cache": str(self.oracle.db_path)}
 
 
+def _bucket_mid(label: str) -> float:
+    lo, hi = (float(x) for x in label.split("-"))
+    return 0.5 * (lo + hi)
+
+
 def problem_for(cfg: Config, system: System) -> tuple[Problem, AccuracyProvider | None]:
     """Objectives/constraints of a run; with a measured-accuracy objective where the system has one."""
     provider = None
-    if cfg.accuracy.coupled and system.quant_spec(dict(cfg.system.hw)) is not None:
+    if cfg.accuracy.coupled and system.accuracy_spec(dict(cfg.system.hw)) is not None:
         provider = AccuracyProvider(cfg, system)
     elif cfg.accuracy.coupled:
         log.info("system %s has no accuracy coupling; searching its cost model only", system.name)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from dse.coupling import problem_for
@@ -30,7 +31,10 @@ def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
         raise ValueError(f"design is invalid: {evaluation.invalid[0]}")
     metrics = {k: float(v[0]) for k, v in evaluation.metrics.items()}
     problem, _ = problem_for(cfg, system)
-    metrics.update({k: float(v[0]) for k, v in problem.extra(point).items()})
+    extra = problem.extra(point)
+    if extra:
+        metrics = {k: float(v[0]) for k, v in system.evaluate_measured(point, extra).metrics.items()}
+    metrics.update({k: float(np.asarray(v).reshape(-1)[0]) for k, v in extra.items() if np.size(v) == 1})
     return metrics
 
 

@@ -56,7 +56,8 @@ def constraint_value(value: float, bound: Bound) -> float:
 def assess(evaluation: Evaluation, objectives: Mapping[str, str], constraints: Mapping[str, Bound],
            extra: Mapping[str, np.ndarray] | None = None) -> list[Assessment]:
     """One :class:`Assessment` per design point of ``evaluation`` (plus metrics in ``extra``)."""
-    metrics = {**evaluation.metrics, **(extra or {})}
+    metrics = {**evaluation.metrics, **{k: v for k, v in (extra or {}).items() if np.ndim(v) <= 1
+                                        and np.size(v) == len(evaluation.invalid)}}
     n = len(evaluation.invalid)
     out: list[Assessment] = []
     for i in range(n):
@@ -82,8 +83,9 @@ def assess(evaluation: Evaluation, objectives: Mapping[str, str], constraints: M
 
 
 ACCURACY_METRICS = {
-    "ppl": "perplexity of the proxy model under the design's quantisation [-]",
-    "ppl_increase": "perplexity increase over the unquantised proxy model [-]",
+    "ppl": "perplexity of the proxy model under the design's quantisation / KV selection [-]",
+    "ppl_increase": "perplexity increase over the unquantised, dense proxy model [-]",
+    "mean_selected_measured": "KV selection: mean selected tokens per sparse layer and row on the proxy [tokens]",
 }
 
 

@@ -37,6 +37,7 @@ class Measurement:
     key: str
     cached: bool
     seconds: float
+    stats: dict[str, Any] | None = None  # KV selection: selected-token statistics
 
 
 class AccuracyOracle:
@@ -55,10 +56,14 @@ class AccuracyOracle:
         self._identity: dict[str, Any] | None = None
         self._loaded: Any = None
         self._calib: dict[tuple[int, int], Any] = {}
+        self._skew: Any = None
         self.measured = 0
         with self._db() as db:
             db.execute("CREATE TABLE IF NOT EXISTS measurements (key TEXT PRIMARY KEY, ppl REAL, tokens INTEGER, "
-                       "identity TEXT, seconds REAL, created REAL)")
+                       "identity TEXT, seconds REAL, created REAL, stats TEXT)")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(measurements)")}
+            if "stats" not in columns:  # caches written before KV selection existed
+                db.execute("ALTER TABLE measurements ADD COLUMN stats TEXT")
 
     # -- keys ---------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -76,11 +81,15 @@ class AccuracyOracle:
             }
         return self._identity
 
-    def key(self, spec: Any) -> str:
+    def key(self, spec: Any, kv: Any = None) -> str:
         payload = {**self.identity(), "quant": dataclasses.asdict(spec)}
-        if spec.method != "tender" or spec.mode != "calibrated":
+        uses_calib = (spec.method == "tender" and spec.mode == "calibrated") or (
+            kv is not None and kv.method == "infinigen")
+        if not uses_calib:
             payload["calib_sha256"] = None
             payload["calib_windows"] = None
+        if kv is not None and kv.method != "dense":  # dense attention keeps the keys of quantisation-only runs
+            payload["kv"] = dataclasses.asdict(kv)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     # -- storage ------------------------------------------------------------------------------
@@ -94,10 +103,13 @@ class AccuracyOracle:
         finally:
             db.close()
 
-    def lookup(self, key: str) -> tuple[float, int, float] | None:
+    def lookup(self, key: str) -> tuple[float, int, float, dict | None] | None:
         with self._db() as db:
-            row = db.execute("SELECT ppl, tokens, seconds FROM measurements WHERE key = ?", (key,)).fetchone()
-        return None if row is None else (float(row[0]) if row[0] is not None else math.inf, int(row[1]), row[2])
+            row = db.execute("SELECT ppl, tokens, seconds, stats FROM measurements WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return (float(row[0]) if row[0] is not None else math.inf, int(row[1]), row[2],
+                json.loads(row[3]) if row[3] else None)
 
     @contextlib.contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:
@@ -111,24 +123,27 @@ class AccuracyOracle:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- measuring ----------------------------------------------------------------------------
-    def measure(self, spec: Any) -> Measurement:
-        key = self.key(spec)
+    def measure(self, spec: Any, kv: Any = None) -> Measurement:
+        """Perplexity under quantisation ``spec`` and KV selection ``kv`` (None: dense attention)."""
+        key = self.key(spec, kv)
         hit = self.lookup(key)
         if hit is None:
             with self._key_lock(key):
                 hit = self.lookup(key)  # another worker may have finished it while we waited
                 if hit is None:
                     start = time.monotonic()
-                    ppl, tokens = self._run(spec)
+                    ppl, tokens, stats = self._run(spec, kv)
                     secs = time.monotonic() - start
+                    ident = {**self.identity(), "quant": dataclasses.asdict(spec),
+                             "kv": dataclasses.asdict(kv) if kv is not None else None}
                     with self._db() as db:
-                        db.execute("INSERT OR REPLACE INTO measurements VALUES (?, ?, ?, ?, ?, ?)",
-                                   (key, ppl if math.isfinite(ppl) else None, tokens,
-                                    json.dumps({**self.identity(), "quant": dataclasses.asdict(spec)}), secs,
-                                    time.time()))
+                        db.execute("INSERT OR REPLACE INTO measurements (key, ppl, tokens, identity, seconds, "
+                                   "created, stats) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                   (key, ppl if math.isfinite(ppl) else None, tokens, json.dumps(ident), secs,
+                                    time.time(), json.dumps(stats) if stats else None))
                     self.measured += 1
-                    return Measurement(ppl, tokens, key, False, secs)
-        return Measurement(hit[0], hit[1], key, True, hit[2] or 0.0)
+                    return Measurement(ppl, tokens, key, False, secs, stats)
+        return Measurement(hit[0], hit[1], key, True, hit[2] or 0.0, hit[3])
 
     def baseline(self) -> Measurement:
         from workloads.emulation import QuantSpec
@@ -165,19 +180,45 @@ class AccuracyOracle:
             self._calib[key] = collect_calibration(lm.model, calib.ids, chunk, lm.device)
         return self._calib[key]
 
-    def _run(self, spec: Any) -> tuple[float, int]:
+    def _skew_matrices(self) -> Any:
+        """InfiniGen's skewing matrices from the calibration text (once per oracle)."""
+        from workloads.kvselect import calibrate_skew
+        from workloads.text import read_wikitext, token_windows
+
+        if self._skew is None:
+            lm, _windows, bos = self._load()
+            if not self.calib_path.is_file():
+                raise FileNotFoundError(f"accuracy.calib_path: {self.calib_path} does not exist")
+            text = read_wikitext(self.calib_path, key="accuracy.calib_path")
+            calib = token_windows(lm.tokenizer, text, self.cfg.seq_len, self.cfg.calib_windows, bos_id=bos)
+            self._skew = calibrate_skew(lm.model, calib.ids, lm.device)
+        return self._skew
+
+    def _run(self, spec: Any, kv: Any = None) -> tuple[float, int, dict | None]:
         from tqdm import tqdm
 
         from workloads.emulation import quantized
+        from workloads.kvselect import Selector, kv_selection, selected_token_stats
         from workloads.perplexity import perplexity
 
         lm, windows, _ = self._load()
         calib = self._calibration(spec.chunk) if spec.method == "tender" and spec.mode == "calibrated" else None
-        desc = f"ppl[{spec.method}" + (f" b{spec.bits} G{spec.groups} S{spec.chunk} {spec.mode}]"
-                                        if spec.method == "tender" else f" b{spec.bits}]" if spec.method != "none"
-                                        else "]")
-        with tqdm(total=windows.count, desc=desc, unit="win", leave=False, disable=not self.cfg.progress) as bar, \
-                quantized(lm.model, spec, calib):
+        desc = f"ppl[{spec.method}" + (f" b{spec.bits} G{spec.groups} S{spec.chunk} {spec.mode}"
+                                        if spec.method == "tender" else f" b{spec.bits}" if spec.method != "none"
+                                        else "")
+        if kv is not None and kv.method != "dense":
+            desc += f" kv:{kv.method} B{kv.budget}" + (f" a{kv.alpha} r{kv.partial_ratio} pool{kv.pool_size}"
+                                                        if kv.method == "infinigen" else "")
+        desc += "]"
+        selector = None
+        with contextlib.ExitStack() as stack:
+            bar = stack.enter_context(tqdm(total=windows.count, desc=desc, unit="win", leave=False,
+                                           disable=not self.cfg.progress))
+            stack.enter_context(quantized(lm.model, spec, calib))
+            if kv is not None and kv.method != "dense":
+                skew = self._skew_matrices() if kv.method == "infinigen" else None
+                selector = stack.enter_context(kv_selection(lm.model, Selector(kv, skew=skew)))
             result = perplexity(lm.model, windows, device=lm.device, progress=bar.update)
+        stats = selected_token_stats(selector, windows.seq_len) if selector is not None else None
         log.info("%s: ppl %.4f over %d tokens", desc, result.ppl, result.tokens)
-        return result.ppl, result.tokens
+        return result.ppl, result.tokens, stats

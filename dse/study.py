@@ -106,6 +106,8 @@ def run_trial(trial: optuna.Trial, cfg: Config, system: System, problem: Problem
     point = {**cfg.system.hw, **params}
     evaluation = system.evaluate(point)
     extra = problem.extra(point) if problem.providers and not evaluation.invalid[0] else {}
+    if extra:  # e.g. InfiniGen's cost model with the selected-token counts the measurement observed
+        evaluation = system.evaluate_measured(point, extra)
     (result,) = assess(evaluation, problem.objectives, problem.constraints, extra)
     for key, value in result.constraints.items():
         trial.set_constraint(key, value)

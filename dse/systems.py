@@ -6,6 +6,7 @@ A system owns its workload and technology (built once from the config) and expos
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Any
@@ -45,10 +46,14 @@ class System(ABC):
         """Per-operator rows for one design (for reports); systems may override."""
         return []
 
-    def quant_spec(self, point: dict[str, Any]) -> Any | None:
-        """The quantisation algorithm this design runs (for the accuracy oracle), or None if the
-        system has no accuracy coupling. Knobs shared by hardware and algorithm drive both."""
+    def accuracy_spec(self, point: dict[str, Any]) -> tuple[Any, Any] | None:
+        """(QuantSpec, KVSpec or None) of the algorithms this design runs, for the accuracy oracle, or
+        None if the system has no accuracy coupling. Knobs shared by hardware and algorithm drive both."""
         return None
+
+    def evaluate_measured(self, points: dict[str, Any], measured: dict[str, np.ndarray]) -> Evaluation:
+        """Re-evaluate with what the accuracy measurement observed (default: nothing changes)."""
+        return self.evaluate(points)
 
 
 class SystolicSystem(System):
@@ -112,13 +117,13 @@ class OutlierArraySystem(System):
     def knobs(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(tender.TenderDesign))
 
-    def quant_spec(self, point: dict[str, Any]) -> Any | None:
+    def accuracy_spec(self, point: dict[str, Any]) -> tuple[Any, Any] | None:
         if not self.scheme.decomposed:
             return None  # ANT/OLAccel/OliVe algorithms are not emulated on the real model
         from workloads.emulation import QuantSpec
 
         return QuantSpec(method="tender", bits=int(point["bits"]), groups=int(point["groups"]),
-                         chunk=int(point["chunk"]), mode=str(point["mode"]))
+                         chunk=int(point["chunk"]), mode=str(point["mode"])), None
 
     def evaluate(self, points: dict[str, Any]) -> Evaluation:
         design = tender.TenderDesign.from_mapping(points)
@@ -149,7 +154,36 @@ class OffloadSystem(System):
     @property
     def knobs(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(offload.OffloadDesign)) + tuple(
-            f.name for f in fields(offload.EnergyTable))
+            f.name for f in fields(offload.EnergyTable)) + ("alpha",)
+
+    KV_METHOD = {"flexgen": "dense", "h2o": "h2o", "infinigen": "infinigen"}  # int4kv: not emulated yet
+
+    def accuracy_spec(self, point: dict[str, Any]) -> tuple[Any, Any] | None:
+        from workloads.emulation import QuantSpec
+        from workloads.kvselect import KVSpec
+
+        method = self.KV_METHOD.get(self.scheme.kv_fraction if self.scheme.kv_fraction != "full" else "flexgen")
+        if method is None:
+            return None
+        kv = KVSpec(method=method, budget=float(point["budget"]), alpha=float(point["alpha"]),
+                    partial_ratio=float(point["partial_ratio"]), pool_size=float(point["pool_fraction"]),
+                    dense_layers=self.scheme.dense_layers)
+        return QuantSpec(), kv
+
+    def evaluate_measured(self, points: dict[str, Any], measured: dict[str, np.ndarray]) -> Evaluation:
+        """InfiniGen with the selected-token fractions measured on the proxy model (by relative position in
+        its window) in place of the published table, mapped onto this workload's context lengths."""
+        frac = measured.get("selected_fraction_by_position")
+        if self.scheme.kv_fraction != "infinigen" or frac is None or not np.all(np.isfinite(frac)):
+            return self.evaluate(points)
+        rel = (np.arange(len(frac)) + 0.5) / len(frac)
+        ctx = rel * (self.prompt + self.gen)
+        original = self.scheme
+        self.scheme = dataclasses.replace(original, k_table_ctx=tuple(ctx), k_table_tokens=tuple(frac * ctx))
+        try:
+            return self.evaluate({**points, "k_scale": 1.0})
+        finally:
+            self.scheme = original
 
     def evaluate(self, points: dict[str, Any]) -> Evaluation:
         design = offload.OffloadDesign.from_mapping(points)

@@ -102,3 +102,19 @@ def test_group_study_writes_plot_and_csv(tmp_path: Path) -> None:
     lines = (tmp_path / "run" / "accuracy_vs_groups.csv").read_text().strip().splitlines()
     assert len(lines) == 1 + 2 * 3
     assert (tmp_path / "run" / "accuracy_vs_groups.png").stat().st_size > 1000
+
+
+def test_kv_selection_on_the_real_model(oracle: AccuracyOracle) -> None:
+    from workloads.kvselect import KVSpec
+
+    dense = oracle.baseline().ppl
+    custom_dense = oracle.measure(QuantSpec(), KVSpec("dense"))
+    assert custom_dense.ppl == dense  # same key: dense attention is the unselected baseline
+    res = {m: oracle.measure(QuantSpec(), KVSpec(m, budget=0.2, alpha=6.0)) for m in
+           ("infinigen", "oracle_topk", "local", "h2o")}
+    assert res["oracle_topk"].ppl <= res["local"].ppl
+    stats = res["infinigen"].stats
+    assert stats and 0 < stats["mean_selected"] <= 0.2 * 512 + 1
+    assert set(stats["per_layer"]) == set(range(2, 30))  # layers 0 and 1 are dense
+    again = oracle.measure(QuantSpec(), KVSpec("infinigen", budget=0.2, alpha=6.0))
+    assert again.cached and again.stats == stats
