@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models import accelerator, offload, systolic, tender
+from cost_models import accelerator, joint, offload, systolic, tender
 from dse.config import Bound, Config, ConfigError
 from workloads import build_operators
 
@@ -197,6 +197,64 @@ class OffloadSystem(System):
         return Evaluation(metrics=metrics, invalid=bad)
 
 
+class TenderInfiniGenSystem(System):
+    """Tender as the compute device of offloaded inference with InfiniGen's KV prefetch."""
+
+    metrics = joint.JOINT_METRICS
+    intrinsic_constraints = {"acc_headroom_bits": Bound(min=0.0), "hbm_headroom_gb": Bound(min=0.0)}
+    EXTRA = ("batch", "budget", "alpha", "partial_ratio", "k_scale", "host_link_gbps", "host_pj_per_byte", "hbm_gb")
+
+    def __init__(self, cfg: Config) -> None:
+        self.name = cfg.system.name
+        self.shape = cfg.model.to_shape()
+        self.spec = cfg.workload.to_spec()
+        self.tech = cfg.tech.to_tech()
+        mech = {k: q.value for k, q in cfg.system.mechanism.items()}
+        self.scheme = tender.Scheme(name="tender", decomposed=True)
+        self.offload = offload.OffloadScheme(
+            name="infinigen", kv_fraction="infinigen", dense_layers=int(mech.get("dense_layers", 2)),
+            k_table_ctx=tuple(float(x) for x in mech["k_table_ctx"]),
+            k_table_tokens=tuple(float(x) for x in mech["k_table_tokens"]))
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(tender.TenderDesign)) + self.EXTRA
+
+    def accuracy_spec(self, point: dict[str, Any]) -> tuple[Any, Any] | None:
+        from workloads.emulation import QuantSpec
+        from workloads.kvselect import KVSpec
+
+        return (QuantSpec(method="tender", bits=int(point["bits"]), groups=int(point["groups"]),
+                          chunk=int(point["chunk"]), mode=str(point["mode"])),
+                KVSpec(method="infinigen", budget=float(point["budget"]), alpha=float(point["alpha"]),
+                       partial_ratio=float(point["partial_ratio"]), dense_layers=self.offload.dense_layers))
+
+    def _points(self, points: dict[str, Any]) -> list[dict[str, Any]]:
+        n = max((np.size(v) for v in points.values() if isinstance(v, np.ndarray)), default=1)
+        return [{k: (np.asarray(v).reshape(-1)[i] if isinstance(v, np.ndarray) and np.size(v) > 1 else
+                     (np.asarray(v).reshape(-1)[0] if isinstance(v, np.ndarray) else v)) for k, v in points.items()}
+                for i in range(n)]
+
+    def evaluate(self, points: dict[str, Any], offload_scheme: Any = None) -> Evaluation:
+        rows = self._points(points)
+        design = tender.TenderDesign.from_mapping({k: np.array([r[k] for r in rows]) for k in
+                                                   (f.name for f in fields(tender.TenderDesign))})
+        invalid = design.invalid_reason()
+        results = [joint.evaluate(r, self.shape, self.spec, self.tech, self.scheme, offload_scheme or self.offload)
+                   if not invalid[i] else {} for i, r in enumerate(rows)]
+        keys = list(self.metrics)
+        metrics = {k: np.array([res.get(k, np.nan) for res in results]) for k in keys}
+        return Evaluation(metrics=metrics, invalid=invalid)
+
+    def evaluate_measured(self, points: dict[str, Any], measured: dict[str, np.ndarray]) -> Evaluation:
+        frac = measured.get("selected_fraction_by_position")
+        if frac is None or not np.all(np.isfinite(frac)):
+            return self.evaluate(points)
+        ctx = (np.arange(len(frac)) + 0.5) / len(frac) * (self.spec.prompt_len + self.spec.gen_len)
+        scheme = dataclasses.replace(self.offload, k_table_ctx=tuple(ctx), k_table_tokens=tuple(frac * ctx))
+        return self.evaluate({**points, "k_scale": 1.0}, scheme)
+
+
 SYSTEMS: dict[str, type[System]] = {
     "systolic": SystolicSystem,
     "tender": OutlierArraySystem,
@@ -207,6 +265,7 @@ SYSTEMS: dict[str, type[System]] = {
     "h2o": OffloadSystem,
     "int4kv": OffloadSystem,
     "infinigen": OffloadSystem,
+    "tender_infinigen": TenderInfiniGenSystem,
 }
 
 

@@ -1,0 +1,137 @@
+"""The joint design: the Tender accelerator as the compute device of offloaded inference, with the KV
+cache in host memory behind a host link and InfiniGen's speculative prefetch.
+
+Composition (stated):
+* weights stay in the accelerator's HBM; the KV cache lives in host memory;
+* decode attention of layers < ``dense_layers`` runs over the full context, later layers over the k_t
+  selected tokens plus the current one (k_t from the selected-token table, capped at budget (s + gen));
+  the speculation adds, per sparse layer and step, a partial-W_Q GEMV (b x D x rD) and partial-key
+  scores (per KV head: n_rep x rD x n_t) on the array;
+* all of these run through the Tender cost model (cost_models/tender.py) as extra/modified GEMMs;
+* host link per decode step: dense layers load e b n_t each (exposed), sparse layers e b k_t after a
+  host-side gather, hidden behind the previous layer's FFN time (only the excess is exposed); the new
+  token's KV (e b per layer) is written back; prefill writes the prompt's KV; e = 2 x kv_dim x b_kv/8;
+* the accelerator's HBM holds the weights (at the operand width) and InfiniGen's partial keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from cost_models import tender
+from cost_models.offload import OffloadScheme, selected_tokens
+from cost_models.tech import Tech
+from workloads.operators import GemmOps, Phase, WorkloadSpec, build_operators
+from workloads.shapes import ModelShape
+
+GB = 1e9
+
+
+def _with_selection(ops: GemmOps, shape: ModelShape, k: np.ndarray, dense_layers: int, partial_ratio: float,
+                    batch: int) -> GemmOps:
+    """Decode attention split into dense layers (full context) and sparse ones (k + 1 keys), plus the
+    speculation GEMMs of the sparse layers."""
+    L = shape.layers
+    sparse_share = max(L - dense_layers, 0) / L
+    rows: dict[str, list[Any]] = {f.name: [] for f in dataclasses.fields(GemmOps) if f.name in (
+        "names", "kinds", "phase", "M", "K", "N", "count", "weight_operand", "input_share")}
+    seg = 0
+    for i, name in enumerate(ops.names):
+        is_dec_attn = ops.phase[i] == int(Phase.DECODE) and ops.kinds[i].startswith("attn")
+        parts = [(name, ops.M[i], ops.K[i], ops.N[i], ops.count[i])]
+        if is_dec_attn:
+            kk = float(k[seg]) + 1.0
+            if ops.kinds[i] == "attn_score":
+                parts = [(name + ".dense", ops.M[i], ops.K[i], ops.N[i], ops.count[i] * (1 - sparse_share)),
+                         (name + ".sparse", ops.M[i], ops.K[i], kk, ops.count[i] * sparse_share)]
+                rD = max(1.0, round(partial_ratio * shape.head_dim))
+                steps = ops.count[i] / (L * batch * shape.kv_heads)
+                parts.append((name + ".speculate", ops.M[i], rD, ops.N[i], ops.count[i] * sparse_share))
+                parts.append((name.replace("attn_score", "speculate_q"), batch, shape.hidden, rD * shape.heads,
+                              steps * (L - dense_layers)))
+            else:
+                parts = [(name + ".dense", ops.M[i], ops.K[i], ops.N[i], ops.count[i] * (1 - sparse_share)),
+                         (name + ".sparse", ops.M[i], kk, ops.N[i], ops.count[i] * sparse_share)]
+                seg += 1
+        for pname, m, kdim, n, c in parts:
+            rows["names"].append(pname)
+            rows["kinds"].append("linear" if "speculate_q" in pname else ops.kinds[i])
+            rows["phase"].append(ops.phase[i])
+            rows["M"].append(m)
+            rows["K"].append(kdim)
+            rows["N"].append(n)
+            rows["count"].append(c)
+            rows["weight_operand"].append(ops.weight_operand[i])
+            rows["input_share"].append(ops.input_share[i])
+    return dataclasses.replace(
+        ops, names=tuple(rows["names"]), kinds=tuple(rows["kinds"]), phase=np.array(rows["phase"], dtype=np.int8),
+        M=np.array(rows["M"], float), K=np.array(rows["K"], float), N=np.array(rows["N"], float),
+        count=np.array(rows["count"], float), weight_operand=np.array(rows["weight_operand"]),
+        input_share=np.array(rows["input_share"], float))
+
+
+def decode_contexts(spec: WorkloadSpec) -> np.ndarray:
+    """Mean context of each summarised decode segment (the workload's convention)."""
+    from workloads.operators import _decode_segments
+
+    return np.array([ctx for ctx, _ in _decode_segments(spec)])
+
+
+def evaluate(point: dict[str, Any], shape: ModelShape, spec: WorkloadSpec, tech: Tech, scheme: tender.Scheme,
+             offload_scheme: OffloadScheme) -> dict[str, float]:
+    """Metrics of one joint design point (the Tender model is vectorised; the composition is per point)."""
+    b = int(point["batch"])
+    spec = dataclasses.replace(spec, batch=b)
+    ops = build_operators(shape, spec)
+    ctx = decode_contexts(spec)
+    cap = np.floor(float(point["budget"]) * (spec.prompt_len + spec.gen_len))
+    k = np.minimum(selected_tokens(offload_scheme, ctx, np.asarray(float(point["k_scale"]))), cap)
+    sel_ops = _with_selection(ops, shape, k, offload_scheme.dense_layers, float(point["partial_ratio"]), b)
+    design = tender.TenderDesign.from_mapping(point)
+    m = {key: float(v[0]) for key, v in tender.evaluate(design, sel_ops, tech, scheme).items()}
+
+    L, dense = shape.layers, offload_scheme.dense_layers
+    kv_bits = float(point["bits"]) if point.get("kv_quantized", False) else 16.0
+    e = 2 * shape.kv_dim * kv_bits / 8
+    link = float(point["host_link_gbps"]) * GB
+    steps = np.arange(1, spec.gen_len)
+    n = spec.prompt_len + steps
+    k_steps = np.minimum(selected_tokens(offload_scheme, n.astype(float), np.asarray(float(point["k_scale"]))), cap)
+    dense_xfer = dense * e * b * n / link
+    sparse_xfer_layer = e * b * k_steps / link
+    decode_steps = max(spec.gen_len - 1, 1)
+    ffn_share = (3 if shape.gated_mlp else 2) * shape.hidden * shape.ffn / shape.linear_params_per_layer()
+    ffn_layer = m["decode_latency_s"] / decode_steps / L * ffn_share
+    exposed = (L - dense) * np.maximum(0.0, 2 * sparse_xfer_layer - ffn_layer)  # gather + copy vs FFN window
+    writeback = L * e * b / link
+    link_decode = float((dense_xfer + exposed + writeback).sum()) if spec.gen_len > 1 else 0.0
+    link_prefill = L * e * b * spec.prompt_len / link
+    latency = m["latency_s"] + link_decode + link_prefill
+    link_bytes = float(e * b * (L * spec.prompt_len + (dense * n).sum() + ((L - dense) * k_steps).sum()
+                                + L * (spec.gen_len - 1)))
+    e_link = link_bytes * float(point["host_pj_per_byte"]) * 1e-12
+    energy = m["energy_j"] + e_link + tech.leakage_mw_per_mm2 * 1e-3 * m["area_mm2"] * (latency - m["latency_s"])
+    weights = shape.non_embedding_linear_params() * float(point["bits"]) / 8 + 2 * shape.vocab * shape.hidden
+    partial_k = L * b * (spec.prompt_len + spec.gen_len) * float(point["partial_ratio"]) * shape.kv_dim * 2
+    hbm_need = (weights + partial_k) / GB
+    gen = b * spec.gen_len
+    return {
+        **m, "latency_s": latency, "tokens_per_s": gen / latency, "energy_j": energy,
+        "energy_per_token_j": energy / gen, "host_link_s": link_decode + link_prefill, "host_link_bytes": link_bytes,
+        "hbm_need_gb": hbm_need, "hbm_headroom_gb": float(point["hbm_gb"]) - hbm_need,
+        "mean_selected_tokens": float(k.mean()) if k.size else 0.0, "power_w": energy / latency,
+        "edp_js": energy * latency,
+    }
+
+
+JOINT_METRICS = {
+    **tender.METRICS,
+    "host_link_s": "time on the host link not hidden behind compute [s]",
+    "host_link_bytes": "bytes over the host link [B]",
+    "hbm_need_gb": "accelerator memory needed: weights + partial keys [GB]",
+    "hbm_headroom_gb": "accelerator memory minus need [GB]",
+    "mean_selected_tokens": "InfiniGen: mean selected tokens per sparse layer and step [tokens]",
+}

@@ -1,0 +1,49 @@
+"""The joint Tender + InfiniGen system (cost side)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from dse.config import Config
+from dse.systems import OutlierArraySystem, TenderInfiniGenSystem
+
+
+@pytest.fixture
+def joint(make_cfg: Callable[..., Config]) -> tuple[TenderInfiniGenSystem, dict]:
+    cfg = make_cfg(["system=tender_infinigen", "model=opt_6_7b", "workload.prompt_len=1024", "workload.gen_len=64"])
+    return TenderInfiniGenSystem(cfg), dict(cfg.system.hw)
+
+
+def test_faster_host_link_is_never_slower(joint: tuple[TenderInfiniGenSystem, dict]) -> None:
+    sys_, hw = joint
+    m = sys_.evaluate({**hw, "host_link_gbps": np.array([4.0, 16.0, 64.0, 256.0]), "acc_bits": 40}).metrics
+    assert np.all(np.diff(m["latency_s"]) <= 1e-12)
+    assert np.all(np.diff(m["host_link_s"]) <= 1e-12)
+
+
+def test_joint_costs_at_least_the_accelerator_alone(make_cfg: Callable[..., Config],
+                                                   joint: tuple[TenderInfiniGenSystem, dict]) -> None:
+    sys_, hw = joint
+    hw = {**hw, "acc_bits": 40, "budget": 1.0, "k_scale": 1e6}  # select everything: attention is dense again
+    joint_m = sys_.evaluate(hw).metrics
+    cfg = make_cfg(["system=tender", "model=opt_6_7b", "workload.prompt_len=1024", "workload.gen_len=64",
+                    f"workload.batch={hw['batch']}"])
+    alone = OutlierArraySystem(cfg).evaluate({**cfg.system.hw, "acc_bits": 40}).metrics
+    assert joint_m["latency_s"][0] > alone["latency_s"][0]
+    assert joint_m["energy_j"][0] > alone["energy_j"][0]
+
+
+def test_selection_reduces_link_traffic(joint: tuple[TenderInfiniGenSystem, dict]) -> None:
+    sys_, hw = joint
+    m = sys_.evaluate({**hw, "acc_bits": 40, "budget": np.array([0.05, 0.2, 1.0]), "k_scale": 100.0}).metrics
+    assert np.all(np.diff(m["host_link_bytes"]) > 0)
+
+
+def test_accuracy_spec_applies_both_algorithms(joint: tuple[TenderInfiniGenSystem, dict]) -> None:
+    sys_, hw = joint
+    quant, kv = sys_.accuracy_spec(hw)
+    assert quant.method == "tender" and quant.bits == hw["bits"] and quant.groups == hw["groups"]
+    assert kv.method == "infinigen" and kv.budget == hw["budget"] and kv.alpha == hw["alpha"]
