@@ -51,7 +51,8 @@ def plot(rows: list[dict], baseline: float, path: Path, title: str) -> None:
 def _app(raw: DictConfig) -> None:
     from dse.oracle import AccuracyOracle
 
-    study = OmegaConf.to_container(raw.get("study", {})) or {}
+    node = raw.get("study")
+    study = OmegaConf.to_container(node) if node is not None else {}
     g_max = int(study.get("groups_max", 16))  # type: ignore[union-attr]
     OmegaConf.set_struct(raw, False)
     raw.pop("study", None)

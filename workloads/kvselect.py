@@ -87,25 +87,32 @@ def causal_mask(T: int, device: torch.device) -> torch.Tensor:
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
-def keep_top_per_row(scores: torch.Tensor, counts: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+def keep_top_per_row(scores: torch.Tensor, counts: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
     """Boolean mask of each row's ``counts[row]`` largest allowed scores (per head).
 
-    scores: [H, T, T]; counts: [T] (same for every head); allowed: [H or 1, T, T]."""
+    scores: [H, R, T]; counts: [R] (same for every head); allowed: [H or 1, R, T], or None when the
+    disallowed entries of ``scores`` are already -inf. Ties at the threshold are all kept."""
     k_max = int(counts.max().item()) if counts.numel() else 0
     if k_max <= 0:
-        return torch.zeros_like(allowed.expand_as(scores))
-    masked = scores.masked_fill(~allowed, -math.inf)
-    top = masked.topk(min(k_max, scores.shape[-1]), dim=-1).values  # [H, T, k_max]
+        return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    masked = scores if allowed is None else scores.masked_fill(~allowed, -math.inf)
+    top = masked.topk(min(k_max, scores.shape[-1]), dim=-1, sorted=True).values  # [H, R, k_max]
     idx = (counts.clamp(min=1) - 1).view(1, -1, 1).expand(scores.shape[0], -1, 1)
     threshold = top.gather(-1, idx)  # the count-th largest per row
-    keep = (masked >= threshold) & allowed
-    return keep & (counts.view(1, -1, 1) > 0)
+    keep = masked >= threshold
+    if allowed is not None:
+        keep &= allowed
+    elif torch.isinf(threshold).any():  # a row with fewer allowed entries than its count
+        keep &= masked > -math.inf
+    if (counts <= 0).any():
+        keep &= counts.view(1, -1, 1) > 0
+    return keep
 
 
 def infinigen_counts(spec_scores: torch.Tensor, alpha: float, cap: int) -> torch.Tensor:
     """Per row: floor(mean over heads of #{s >= rowmax - alpha}), capped; spec_scores causally masked."""
     rowmax = spec_scores.amax(dim=-1, keepdim=True)
-    counts = (spec_scores >= rowmax - alpha).sum(dim=-1).float().mean(dim=0).floor().long()
+    counts = torch.count_nonzero(spec_scores >= rowmax - alpha, dim=-1).float().mean(dim=0).floor().long()
     return counts.clamp(max=cap)
 
 
@@ -198,65 +205,105 @@ def select_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     k_full = key.repeat_interleave(n_rep, dim=1)
     v_full = value.repeat_interleave(n_rep, dim=1)
     T = query.shape[2]
-    causal = causal_mask(T, query.device)
-    logits = (query @ k_full.transpose(-1, -2)) * scaling  # [b, H, T, T]
-    logits = logits.masked_fill(~causal, -math.inf)
     spec = selector.spec if selector is not None else KVSpec()
+    if spec.method == "infinigen" and layer >= spec.dense_layers and selector is not None:
+        # InfiniGen selects from speculated scores only: the exact logits are never needed, so the
+        # attention itself runs fused (SDPA) under the selection mask.
+        cap = max(1, int(math.floor(spec.budget * T)))
+        keep = ~_upper(T, query.device).unsqueeze(0).repeat(query.shape[1], 1, 1)
+        if cap < T:
+            drop, counts = _selection(module, selector, layer, query[0], key[0], None, scaling, n_rep, cap)
+            keep[:, cap:, :] &= ~drop
+            selector.counts.setdefault(layer, []).append(counts)
+        out = torch.nn.functional.scaled_dot_product_attention(query, k_full, v_full, attn_mask=keep.unsqueeze(0),
+                                                               scale=scaling)
+        return out.transpose(1, 2).contiguous(), None
+    logits = (query * scaling) @ k_full.transpose(-1, -2)  # [b, H, T, T]
+    logits.masked_fill_(_upper(T, query.device), -math.inf)
     if spec.method != "dense" and layer >= spec.dense_layers and selector is not None:
-        keep, counts = _selection(module, selector, layer, query[0], key[0], logits[0], scaling, n_rep)
-        logits = logits.masked_fill(~keep.unsqueeze(0), -math.inf)
-        selector.counts.setdefault(layer, []).append(counts)
+        cap = max(1, int(math.floor(spec.budget * T)))
+        if cap < T:
+            drop, counts = _selection(module, selector, layer, query[0], key[0], logits[0], scaling, n_rep, cap)
+            logits[0, :, cap:, :].masked_fill_(drop, -math.inf)  # rows below the cap stay dense
+            selector.counts.setdefault(layer, []).append(counts)
     probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
     out = probs @ v_full
     return out.transpose(1, 2).contiguous(), None
 
 
+_UPPER: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _upper(T: int, device: torch.device) -> torch.Tensor:
+    """Strictly-upper-triangular (future) mask, cached per length (a constant, not state)."""
+    key = (T, str(device))
+    if key not in _UPPER:
+        _UPPER.clear()
+        _UPPER[key] = torch.ones(T, T, dtype=torch.bool, device=device).triu(1)
+    return _UPPER[key]
+
+
 def _selection(module: nn.Module, selector: Selector, layer: int, q: torch.Tensor, k: torch.Tensor,
-               logits: torch.Tensor, scaling: float, n_rep: int) -> tuple[torch.Tensor, torch.Tensor]:
+               logits: torch.Tensor | None, scaling: float, n_rep: int, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of the entries to drop for rows cap..T-1 ([H, T-cap, T]) and the per-row counts [T].
+    ``logits`` (exact, causally masked) is needed by the baselines only."""
     spec = selector.spec
-    H, T, _ = logits.shape
-    cap = max(1, int(math.floor(spec.budget * T)))
+    H, T = q.shape[0], q.shape[1]
     rows = torch.arange(T)
-    dense_rows = (rows < cap).view(1, T, 1)
-    causal = causal_mask(T, logits.device).unsqueeze(0)
+    sub_rows = rows[cap:]
+    dense_counts = torch.clamp(rows + 1, max=cap)
+    future = _upper(T, q.device)[cap:].unsqueeze(0)
     if spec.method == "local":
-        keep = causal & (rows.view(1, T, 1) - rows.view(1, 1, T) < cap)
-        counts = torch.clamp(rows + 1, max=cap)
-    elif spec.method == "oracle_topk":
-        counts = torch.clamp(rows + 1, max=cap)
-        keep = keep_top_per_row(logits, counts, causal) | (causal & dense_rows)
-    elif spec.method == "h2o":
+        old = (sub_rows.view(1, -1, 1) - rows.view(1, 1, T)) >= cap
+        return old | future, dense_counts
+    if spec.method in ("oracle_topk", "h2o"):
+        assert logits is not None
+    if spec.method == "oracle_topk":
+        keep = keep_top_per_row(logits[:, cap:], torch.full((T - cap,), cap, dtype=torch.long), ~future)
+        return ~keep, dense_counts
+    if spec.method == "h2o":
         probs = torch.softmax(logits, dim=-1)
-        received = probs.cumsum(dim=1) - probs  # mass each key got from the rows before this one
-        recent = causal & (rows.view(1, T, 1) - rows.view(1, 1, T) < max(1, cap // 2))
-        heavy = keep_top_per_row(received, torch.full((T,), cap - cap // 2, dtype=torch.long), causal & ~recent)
-        keep = recent | heavy | (causal & dense_rows)
-        counts = torch.clamp(rows + 1, max=cap)
-    else:  # infinigen
-        if layer == 0 or (layer - 1) not in selector.xa:
-            return causal.expand(H, T, T), rows + 1
-        q_spec = _speculative_query(module, selector, layer, scaling)[0]  # [H, T, d]
-        A = selector.skew[layer] if selector.skew is not None else None
-        if A is not None:
-            A_q = A.repeat_interleave(n_rep, dim=0).to(q.dtype)
-            q_sk, k_sk, qs_sk = q @ A_q, k @ A.to(k.dtype), q_spec @ A_q
-        else:
-            q_sk, k_sk, qs_sk = q, k, q_spec
-        cols = partial_columns(q_sk, k_sk, n_rep, spec.partial_ratio)  # [H_kv, c]
-        cols_q = cols.repeat_interleave(n_rep, dim=0)
-        qp = qs_sk.gather(-1, cols_q.unsqueeze(1).expand(-1, T, -1))
-        kp = k_sk.gather(-1, cols.unsqueeze(1).expand(-1, T, -1)).repeat_interleave(n_rep, dim=0)
-        spec_scores = ((qp @ kp.transpose(-1, -2)) * scaling).masked_fill(~causal, -math.inf)
-        if spec.pool_size < 1.0:
-            keep, counts, _ = evict_with_pool(spec_scores, spec.alpha, cap, max(1, int(spec.pool_size * T)),
-                                              spec.eviction)
-        else:
-            counts = infinigen_counts(spec_scores, spec.alpha, cap)
-            keep = keep_top_per_row(spec_scores, counts, causal)
-            keep = keep | torch.eye(T, dtype=torch.bool).unsqueeze(0)  # the current token itself
-        keep = keep | (causal & dense_rows)
+        received = (probs.cumsum(dim=1) - probs)[:, cap:]  # mass each key got from the rows before this one
+        recent = ~future & ((sub_rows.view(1, -1, 1) - rows.view(1, 1, T)) < max(1, cap // 2))
+        heavy = keep_top_per_row(received, torch.full((T - cap,), cap - cap // 2, dtype=torch.long),
+                                 ~future & ~recent)
+        return ~(recent | heavy), dense_counts
+    # infinigen
+    if layer == 0 or (layer - 1) not in selector.xa:
+        return future.expand(H, -1, -1), rows + 1
+    q_spec = _speculative_query(module, selector, layer, scaling)[0]  # [H, T, d]
+    A = selector.skew[layer] if selector.skew is not None else None
+    if A is not None:
+        A_q = A.repeat_interleave(n_rep, dim=0).to(q.dtype)
+        q_sk, k_sk, qs_sk = q @ A_q, k @ A.to(k.dtype), q_spec[:, cap:] @ A_q
+    else:
+        q_sk, k_sk, qs_sk = q, k, q_spec[:, cap:]
+    cols = partial_columns(q_sk, k_sk, n_rep, spec.partial_ratio)  # [H_kv, c]
+    cols_q = cols.repeat_interleave(n_rep, dim=0)
+    qp = qs_sk.gather(-1, cols_q.unsqueeze(1).expand(-1, T - cap, -1))
+    kp = k_sk.gather(-1, cols.unsqueeze(1).expand(-1, T, -1)).repeat_interleave(n_rep, dim=0)
+    if spec.pool_size < 1.0:
+        spec_scores = ((qp * scaling) @ kp.transpose(-1, -2)).masked_fill_(future, -math.inf)  # [H, T-cap, T]
+        full = torch.full((H, T, T), -math.inf)
+        full[:, cap:] = spec_scores
+        keep, counts, _ = evict_with_pool(full, spec.alpha, cap, max(1, int(spec.pool_size * T)), spec.eviction)
         counts = torch.where(rows < cap, rows + 1, counts)
-    return keep, counts
+        return ~keep[:, cap:], counts
+    # Row blocks: rows r < e only see keys < e, so each block works on its causal width only.
+    drop = torch.ones(H, T - cap, T, dtype=torch.bool)
+    sub_counts = torch.empty(T - cap, dtype=torch.long)
+    block = 256
+    for start in range(cap, T, block):
+        end = min(start + block, T)
+        scores = (qp[:, start - cap:end - cap] * scaling) @ kp[:, :end].transpose(-1, -2)  # [H, B, end]
+        scores.masked_fill_(_upper(T, q.device)[start:end, :end].unsqueeze(0), -math.inf)
+        c = infinigen_counts(scores, spec.alpha, cap)
+        keep = keep_top_per_row(scores, c, None)
+        local_rows = torch.arange(end - start)
+        keep[:, local_rows, local_rows + start] = True  # the current token's own K/V
+        drop[:, start - cap:end - cap, :end] = ~keep
+        sub_counts[start - cap:end - cap] = c
+    return drop, torch.cat([dense_counts[:cap], sub_counts])
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:

@@ -1,0 +1,53 @@
+"""Forward time of the proxy model under the KV-selection emulation, as a ratio to the dense forward.
+
+Dense = transformers' SDPA attention (the harness's default). Both timed in this process on the same
+window (minimum of --repeats runs). InfiniGen uses skewing matrices calibrated once beforehand.
+
+    python benchmarks/bench_kvselect.py [--seq-len 2048] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from dse.config import AccuracyConfig
+from workloads.kvselect import KVSpec, Selector, calibrate_skew, kv_selection
+from workloads.real_model import load
+from workloads.text import read_wikitext, token_windows
+
+
+def forward_time(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> float:
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model.lm_head(model.model(input_ids=ids, use_cache=False).last_hidden_state)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    cfg = AccuracyConfig()
+    lm = load(cfg.model_path)
+    ids = token_windows(lm.tokenizer, read_wikitext(cfg.path("text_path")), args.seq_len, 1).ids.to(lm.device)
+    calib = token_windows(lm.tokenizer, read_wikitext(cfg.path("calib_path")), args.seq_len, 1).ids
+    skew = calibrate_skew(lm.model, calib, lm.device)
+    forward_time(lm.model, ids, 1)
+    dense = forward_time(lm.model, ids, args.repeats)
+    print(f"dense (SDPA) forward, 1 x {args.seq_len} tokens: {dense:.2f} s (min of {args.repeats})")
+    for spec in (KVSpec("infinigen", budget=0.2, alpha=8.0), KVSpec("oracle_topk", budget=0.2),
+                 KVSpec("h2o", budget=0.2), KVSpec("local", budget=0.2)):
+        with kv_selection(lm.model, Selector(spec, skew=skew)):
+            t = forward_time(lm.model, ids, args.repeats)
+        print(f"{spec.method:<12} budget {spec.budget}: {t:.2f} s  ratio to dense {t / dense:.2f}")
+
+
+if __name__ == "__main__":
+    main()
