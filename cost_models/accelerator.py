@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from cost_models import systolic
+from cost_models.design import array_fields, first_failure
 from cost_models.tech import Tech
 from workloads.operators import GemmOps, Phase
 
@@ -48,10 +49,7 @@ class SystolicDesign:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> SystolicDesign:
         """Broadcast scalars and arrays in ``values`` to a common 1-D length."""
-        names = [f.name for f in fields(cls) if f.name != "double_buffered"]
-        missing = [n for n in names if n not in values]
-        if missing:
-            raise KeyError(f"design point lacks {missing}")
+        names = array_fields(cls, values, skip=("double_buffered",))
         arrays = {n: np.asarray(values[n]) for n in names}
         arrays["dataflow"] = systolic.dataflow_code(arrays["dataflow"])
         shaped = np.broadcast_arrays(*(np.atleast_1d(arrays[n]) for n in names))
@@ -80,18 +78,14 @@ class SystolicDesign:
 
     def invalid_reason(self) -> np.ndarray:
         """Per point: empty string if physically meaningful, else why not."""
-        reasons = np.full(len(self), "", dtype=object)
-        checks = [
+        return first_failure(len(self), [
             (self.rows < 1, "rows < 1"),
             (self.cols < 1, "cols < 1"),
             (self.bits < 2, "bits < 2"),
             (self.clock_ghz <= 0, "clock_ghz <= 0"),
             (self.dram_bw_gbps <= 0, "dram_bw_gbps <= 0"),
             ((self.a_buf_kib <= 0) | (self.b_buf_kib <= 0) | (self.c_buf_kib <= 0), "buffer size <= 0"),
-        ]
-        for bad, why in checks:
-            reasons[bad & (reasons == "")] = why
-        return reasons
+        ])
 
 
 METRICS: dict[str, str] = {

@@ -25,11 +25,12 @@ workspace of one layer; the CPU holds the rest of the weights and the KV pool.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from cost_models.design import array_fields, first_failure
 from workloads.shapes import ModelShape
 
 GB = 1e9
@@ -69,10 +70,7 @@ class OffloadDesign:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> OffloadDesign:
-        names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in values]
-        if missing:
-            raise KeyError(f"design point lacks {missing}")
+        names = array_fields(cls, values)
         arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(values[n], dtype=np.float64)) for n in names))
         return cls(**dict(zip(names, arrays, strict=True)))
 
@@ -80,9 +78,8 @@ class OffloadDesign:
         return int(self.batch.shape[0])
 
     def invalid_reason(self) -> np.ndarray:
-        reasons = np.full(len(self), "", dtype=object)
         rates = (self.gpu_tflops, self.gpu_mem_bw_gbps, self.cpu_mem_bw_gbps, self.pcie_h2d_gbps, self.pcie_d2h_gbps)
-        checks = [
+        return first_failure(len(self), [
             (np.any([r <= 0 for r in rates], axis=0), "non-positive rate"),
             (self.batch < 1, "batch < 1"),
             ((self.weights_gpu < 0) | (self.weights_gpu > 1) | (self.kv_gpu < 0) | (self.kv_gpu > 1),
@@ -90,10 +87,7 @@ class OffloadDesign:
             ((self.budget <= 0) | (self.budget > 1), "budget outside (0, 1]"),
             ((self.partial_ratio <= 0) | (self.partial_ratio > 1), "partial_ratio outside (0, 1]"),
             ((self.pool_fraction <= 0) | (self.pool_fraction > 1), "pool_fraction outside (0, 1]"),
-        ]
-        for bad, why in checks:
-            reasons[bad & (reasons == "")] = why
-        return reasons
+        ])
 
 
 METRICS: dict[str, str] = {

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cost_models import systolic
+from cost_models.design import array_fields, first_failure
 from cost_models.tech import Tech
 from workloads.operators import GemmOps, Phase
 
@@ -80,10 +81,7 @@ class TenderDesign:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> TenderDesign:
-        names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in values]
-        if missing:
-            raise KeyError(f"design point lacks {missing}")
+        names = array_fields(cls, values)
         raw = {n: np.atleast_1d(np.asarray(values[n])) for n in names}
         raw["mode"] = _codes(raw["mode"], MODES, "mode")
         raw["int8_pe"] = _codes(raw["int8_pe"], INT8_PE, "int8_pe")
@@ -98,8 +96,7 @@ class TenderDesign:
         return TenderDesign(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     def invalid_reason(self) -> np.ndarray:
-        reasons = np.full(len(self), "", dtype=object)
-        checks = [
+        return first_failure(len(self), [
             ((self.rows < 2) | (self.cols < 2), "array smaller than 2 x 2"),
             (((self.rows % 2 != 0) | (self.cols % 2 != 0)) & (self.bits == 8) & (self.int8_pe == 0),
              "INT8 ganging needs even rows and cols"),
@@ -109,10 +106,7 @@ class TenderDesign:
             (self.chunk < 1, "chunk < 1"),
             ((self.clock_ghz <= 0) | (self.hbm_bw_gbps <= 0) | (self.vpu_lanes < 1), "non-positive rate"),
             ((self.scratchpad_kib <= 0) | (self.out_buf_kib <= 0) | (self.index_buf_kib < 0), "buffer size"),
-        ]
-        for bad, why in checks:
-            reasons[bad & (reasons == "")] = why
-        return reasons
+        ])
 
 
 def _codes(values: np.ndarray, names: tuple[str, ...], key: str) -> np.ndarray:
