@@ -115,6 +115,6 @@ def test_kv_selection_on_the_real_model(oracle: AccuracyOracle) -> None:
     assert res["oracle_topk"].ppl <= res["local"].ppl
     stats = res["infinigen"].stats
     assert stats and 0 < stats["mean_selected"] <= 0.2 * 512 + 1
-    assert set(stats["per_layer"]) == set(range(2, 30))  # layers 0 and 1 are dense
+    assert set(stats["per_layer"]) == {str(i) for i in range(2, 30)}  # layers 0 and 1 are dense
     again = oracle.measure(QuantSpec(), KVSpec("infinigen", budget=0.2, alpha=6.0))
     assert again.cached and again.stats == stats

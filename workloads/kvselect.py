@@ -349,18 +349,16 @@ def calibrate_skew(model: nn.Module, windows: torch.Tensor, device: torch.device
     """Skewing matrices per layer from the post-RoPE queries of the calibration windows."""
     selector = Selector(KVSpec(), capture={})
     queries: dict[int, list[torch.Tensor]] = {}
+    kv_heads: dict[int, int] = {}
     with kv_selection(model, selector):
         for i in range(windows.shape[0]):
             selector.capture = {}
             model.model(input_ids=windows[i:i + 1].to(device), use_cache=False)  # type: ignore[attr-defined]
-            for layer, (q, _k) in selector.capture.items():
+            for layer, (q, k) in selector.capture.items():
                 queries.setdefault(layer, []).append(q.float())
-    out = {}
-    for layer, qs in queries.items():
-        q = torch.cat(qs, dim=1)  # [H, sum T, d]
-        n_kv = attention_modules(model)[layer].k_proj.out_features // q.shape[-1]
-        out[layer] = skew_matrices(q, q.shape[0] // n_kv)
-    return out
+                kv_heads[layer] = int(k.shape[0])
+    return {layer: skew_matrices(torch.cat(qs, dim=1), len(qs[0]) // kv_heads[layer])  # [H, sum T, d]
+            for layer, qs in queries.items()}
 
 
 def selected_token_stats(selector: Selector, T: int, bucket: int | None = None) -> dict[str, Any]:
@@ -374,4 +372,4 @@ def selected_token_stats(selector: Selector, T: int, bucket: int | None = None) 
     edges = list(range(0, T, bucket))
     by_ctx = {f"{s + 1}-{min(s + bucket, T)}": float(mean_rows[s:s + bucket].mean()) for s in edges}
     return {"mean_selected": float(mean_rows.mean()), "by_context": by_ctx,
-            "per_layer": {int(k): float(v.mean()) for k, v in per_layer.items()}}
+            "per_layer": {str(k): float(v.mean()) for k, v in per_layer.items()}}  # JSON-stable keys
