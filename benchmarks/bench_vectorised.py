@@ -43,7 +43,7 @@ def main() -> None:
     register_schema()
     for model in ("smollm2_135m", "llama2_7b"):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = to_config(compose(config_name="config", overrides=[f"model={model}"]))
+            cfg = to_config(compose(config_name="config", overrides=["system=systolic", f"model={model}"]))
         system = SystolicSystem(cfg)
         pts = random_points(cfg.system.space, dict(cfg.system.hw), min(args.points, 20_000), seed=0)
         # tile the sampled points up to the requested count (sampling itself is not what is measured)

@@ -1,0 +1,23 @@
+"""The benchmark scripts run (tiny sizes) and print their ratios, so they cannot silently rot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(("script", "args", "expect"), [
+    ("bench_vectorised.py", ["--points", "2000", "--one-by-one", "20"], "speed-up x"),
+    ("bench_fakequant.py", ["--seq-len", "128", "--repeats", "1"], "ratio to plain"),
+    ("bench_kvselect.py", ["--seq-len", "128", "--repeats", "1"], "ratio to dense"),
+])
+def test_benchmark_script_runs(script: str, args: list[str], expect: str) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert expect in proc.stdout
