@@ -9,25 +9,13 @@ machine affect both alike). Model: the default proxy (SmolLM2-135M-Instruct), FP
 from __future__ import annotations
 
 import argparse
-import time
 
-import torch
+from _timing import forward_time  # benchmarks/ is on sys.path when run as a script
 
 from dse.config import AccuracyConfig
 from workloads.emulation import QuantSpec, quantized
 from workloads.real_model import load
 from workloads.text import read_wikitext, token_windows
-
-
-def forward_time(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> float:
-    times = []
-    with torch.no_grad():
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
-            model.lm_head(hidden)
-            times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

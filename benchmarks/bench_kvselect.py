@@ -9,24 +9,13 @@ window (minimum of --repeats runs). InfiniGen uses skewing matrices calibrated o
 from __future__ import annotations
 
 import argparse
-import time
 
-import torch
+from _timing import forward_time  # benchmarks/ is on sys.path when run as a script
 
 from dse.config import AccuracyConfig
 from workloads.kvselect import KVSpec, Selector, calibrate_skew, kv_selection
 from workloads.real_model import load
 from workloads.text import read_wikitext, token_windows
-
-
-def forward_time(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> float:
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model.lm_head(model.model(input_ids=ids, use_cache=False).last_hidden_state)
-            best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

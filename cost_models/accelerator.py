@@ -88,13 +88,18 @@ class SystolicDesign:
         ])
 
 
-METRICS: dict[str, str] = {
+#: Metrics every accelerator model of a whole workload reports (shared with cost_models/tender.py).
+WORKLOAD_METRICS: dict[str, str] = {
     "latency_s": "end-to-end latency of the workload (prefill + all decode steps) [s]",
     "prefill_latency_s": "prefill latency [s]",
     "decode_latency_s": "latency of all decode steps [s]",
     "tokens_per_s": "generated tokens per second over the whole workload [tokens/s]",
     "energy_j": "total energy of the workload [J]",
     "energy_per_token_j": "energy per generated token [J/token]",
+}
+
+METRICS: dict[str, str] = {
+    **WORKLOAD_METRICS,
     "energy_mac_j": "MAC-array energy [J]",
     "energy_sram_j": "operand-buffer energy [J]",
     "energy_dram_j": "DRAM energy [J]",

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cost_models import systolic
+from cost_models.accelerator import WORKLOAD_METRICS
 from cost_models.design import array_fields, first_failure
 from cost_models.tech import Tech
 from workloads.operators import GemmOps, Phase
@@ -119,12 +120,7 @@ def _codes(values: np.ndarray, names: tuple[str, ...], key: str) -> np.ndarray:
 
 
 METRICS: dict[str, str] = {
-    "latency_s": "end-to-end latency of the workload (prefill + all decode steps) [s]",
-    "prefill_latency_s": "prefill latency [s]",
-    "decode_latency_s": "latency of all decode steps [s]",
-    "tokens_per_s": "generated tokens per second over the whole workload [tokens/s]",
-    "energy_j": "total energy of the workload [J]",
-    "energy_per_token_j": "energy per generated token [J/token]",
+    **WORKLOAD_METRICS,
     "energy_mac_j": "PE-array energy (MACs, rescale bubbles, outlier units) [J]",
     "energy_sram_j": "scratchpad, index- and output-buffer energy [J]",
     "energy_dram_j": "HBM energy [J]",
