@@ -32,7 +32,8 @@ def design_document(cfg: Config, problem: Problem, trial: optuna.trial.FrozenTri
     metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     return {
         "tide_design": FORMAT_VERSION,
-        "system": {"name": cfg.system.name, "hw": hw},
+        "system": {"name": cfg.system.name, "hw": hw,
+                   "mechanism": {k: _plain(q) for k, q in cfg.system.mechanism.items()}},
         "model": _plain(cfg.model),
         "workload": _plain(cfg.workload),
         "tech": _plain(cfg.tech),
@@ -105,7 +106,8 @@ def config_from_document(doc: dict[str, Any]) -> Config:
         raise ValueError(f"not a TIDE design file (tide_design: {doc.get('tide_design')!r})")
     base = OmegaConf.structured(Config)
     node = OmegaConf.merge(base, {
-        "system": {"name": doc["system"]["name"], "hw": doc["system"]["hw"], "objectives": doc["objectives"]},
+        "system": {"name": doc["system"]["name"], "hw": doc["system"]["hw"], "objectives": doc["objectives"],
+                   "mechanism": doc["system"].get("mechanism", {})},
         "model": doc["model"], "tech": doc["tech"], "workload": doc["workload"], "search": {},
         "accuracy": doc.get("accuracy") or {"objective": "none", "max_ppl_increase": None},
     })

@@ -164,6 +164,16 @@ def test_run_directory_and_exported_designs_reproduce(make_cfg: Callable[..., Co
     assert (tmp_path / "designs" / (designs[0].stem + ".scalesim.cfg")).exists()
 
 
+def test_exported_tender_designs_keep_their_mechanism(make_cfg: Callable[..., Config], tmp_path: Path) -> None:
+    """A design of a system with mechanism parameters (Tender's decomposition) re-evaluates exactly."""
+    cfg = make_cfg(["system=tender", "search.n_trials=15", "search.progress=false"])
+    run_search(cfg, tmp_path)
+    designs = sorted((tmp_path / "designs").glob("*.yaml"))
+    assert designs
+    for path in designs:
+        assert evaluate_cli.main([str(path)]) == 0
+
+
 def test_readme_search_command_smoke(tmp_path: Path) -> None:
     """The README's search command (`python -m dse`, here with few trials)."""
     proc = subprocess.run([sys.executable, "-m", "dse", "search.n_trials=12", "accuracy.windows=1",
