@@ -274,6 +274,7 @@ class QuantConfig:
     mode: str = "runtime"  # runtime | calibrated
     rounding: str = "rup"  # rup | rdn
     quantize_weights: bool = True
+    quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too
 
     def __post_init__(self) -> None:
         try:

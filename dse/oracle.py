@@ -82,7 +82,10 @@ class AccuracyOracle:
         return self._identity
 
     def key(self, spec: Any, kv: Any = None) -> str:
-        payload = {**self.identity(), "quant": dataclasses.asdict(spec)}
+        quant = dataclasses.asdict(spec)
+        if not quant.get("quantize_attention"):  # keys written before this knob existed stay valid
+            quant.pop("quantize_attention", None)
+        payload = {**self.identity(), "quant": quant}
         uses_calib = (spec.method == "tender" and spec.mode == "calibrated") or (
             kv is not None and kv.method == "infinigen")
         if not uses_calib:

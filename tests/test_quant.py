@@ -107,3 +107,27 @@ def test_per_token_beats_per_tensor_on_token_outliers() -> None:
     x = planted()
     x[5] *= 100
     assert rel_err(quant.symmetric_fake_quant(x, 8, -1), x) < rel_err(quant.symmetric_fake_quant(x, 8, None), x)
+
+
+def test_tender_all_attention_close_at_8_bits_and_worse_at_4() -> None:
+    torch.manual_seed(3)
+    H, T, d = 2, 96, 16
+    q, k, v = (torch.randn(H, T, d, dtype=torch.float64) for _ in range(3))
+    q[:, :, 3] *= 8  # an outlier channel
+    scale = d ** -0.5
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    exact = torch.softmax((q * scale) @ k.transpose(-1, -2) + torch.where(future, -torch.inf, 0.0), -1) @ v
+    e8 = rel_err(quant.tender_attention(q, k, v, scale, bits=8, groups=8, chunk=32), exact)
+    e4 = rel_err(quant.tender_attention(q, k, v, scale, bits=4, groups=8, chunk=32), exact)
+    assert e8 < 0.02 < e4 < 0.5
+
+
+def test_tender_all_bias_terms_are_exact_without_rounding() -> None:
+    """With enough bits the bias decomposition Q'K'^T + b_Q K^T + Q b_K^T - b_Q b_K^T is exact."""
+    torch.manual_seed(4)
+    H, T, d = 1, 40, 8
+    q, k, v = (torch.randn(H, T, d, dtype=torch.float64) + 3.0 for _ in range(3))
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    exact = torch.softmax((q * 0.5) @ k.transpose(-1, -2) + torch.where(future, -torch.inf, 0.0), -1) @ v
+    got = quant.tender_attention(q, k, v, 0.5, bits=16, groups=4, chunk=16)
+    assert rel_err(got, exact) < 1e-3

@@ -42,8 +42,11 @@ class QuantSpec:
     mode: str = "runtime"  # runtime | calibrated
     rounding: str = "rup"
     quantize_weights: bool = True
+    quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too (runtime statistics)
 
     def __post_init__(self) -> None:
+        if self.quantize_attention and self.method != "tender":
+            raise ValueError("quant.quantize_attention=true needs quant.method=tender")
         if self.method not in METHODS:
             raise ValueError(f"quant.method: {self.method!r} is not allowed; allowed values: {list(METHODS)}")
         if self.bits not in (4, 8):
@@ -123,6 +126,21 @@ def site_name(full: str, child: str) -> str:
     return f"{parent}.{SHARED.get(child, child)}"
 
 
+ATTN_NAME = "tide_tender_all"
+
+
+def tender_all_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                         attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
+                         **kwargs: object) -> tuple[torch.Tensor, None]:
+    """Causal attention with Tender-quantised QK^T and PV (batch items one by one)."""
+    spec: QuantSpec = module.tide_quant_spec  # type: ignore[assignment]
+    n_rep = query.shape[1] // key.shape[1]
+    k_full, v_full = key.repeat_interleave(n_rep, dim=1), value.repeat_interleave(n_rep, dim=1)
+    out = torch.stack([quant.tender_attention(query[i], k_full[i], v_full[i], scaling, bits=spec.bits,
+                                              groups=spec.groups, chunk=spec.chunk) for i in range(query.shape[0])])
+    return out.transpose(1, 2).contiguous(), None
+
+
 @contextlib.contextmanager
 def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkStats] | None = None
               ) -> Iterator[dict[str, Site]]:
@@ -141,10 +159,21 @@ def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkSta
             w_hat = quant.weight_fake_quant(lin.weight.data, spec.bits) if spec.quantize_weights else lin.weight
             setattr(parent, child, QuantLinear(lin, sites[name], w_hat))
             swapped.append((parent, child, lin))
+        if spec.quantize_attention:
+            from transformers import AttentionInterface
+
+            AttentionInterface.register(ATTN_NAME, tender_all_attention)
+            previous = model.config._attn_implementation  # type: ignore[union-attr]
+            for m in model.modules():
+                if hasattr(m, "layer_idx") and hasattr(m, "q_proj"):
+                    m.tide_quant_spec = spec
+            model.set_attn_implementation(ATTN_NAME)  # type: ignore[operator]
         yield sites
     finally:
         for parent, child, lin in swapped:
             setattr(parent, child, lin)
+        if spec.quantize_attention:
+            model.set_attn_implementation(previous)  # type: ignore[operator]
 
 
 @torch.no_grad()

@@ -163,3 +163,31 @@ def integer_shift_accumulate(codes: TenderCodes, wq: torch.Tensor, s_w: torch.Te
         scale = codes.s0[r].double() * (2.0 ** i_min)
         out.append(acc.double() * scale * s_w.double()[None, :])
     return torch.cat(out)[: codes.rows]
+
+
+def tender_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scaling: float, *, bits: int,
+                     groups: int, chunk: int) -> torch.Tensor:
+    """Tender (all): causal attention of one sequence with both matmuls quantised (tender.md 2.6).
+
+    q: [H, T, d] (after RoPE), k/v: [H, T, d] (KV heads already expanded). Per head:
+    Q K^T = Q' K'^T + b_Q K^T + Q b_K^T - b_Q b_K^T, where Q' = Q - b_Q (b_Q per query chunk) is decomposed
+    like a linear input and K' = K - b_K (b_K per channel over all keys) is quantised per key token;
+    P V with P decomposed over key positions (unsigned, rows chunked by query) and V quantised per
+    head-dim channel. Runtime statistics throughout (the reference's static K/V scales come from
+    calibration)."""
+    H, T, d = q.shape
+    qs = q * scaling
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    out = torch.empty_like(q)
+    for h in range(H):
+        codes = tender_codes(qs[h], bits=bits, groups=groups, chunk=chunk, signed=True, use_bias=True)
+        q_hat = codes.dequantize()
+        b_q = codes.bias.repeat_interleave(chunk, dim=0)[:T]  # [T, d]
+        b_k = (k[h].amax(0) + k[h].amin(0)) / 2  # per channel over all keys
+        k_hat = symmetric_fake_quant(k[h] - b_k, bits, dim=-1)
+        logits = q_hat @ k_hat.T + b_q @ k[h].T + (qs[h] @ b_k)[:, None] - (b_q @ b_k)[:, None]
+        probs = torch.softmax(logits.masked_fill(future, -torch.inf), dim=-1)
+        p_hat, _ = tender_fake_quant(probs, bits=bits, groups=groups, chunk=chunk, signed=False, use_bias=False)
+        v_hat = symmetric_fake_quant(v[h], bits, dim=0)  # per head-dim channel
+        out[h] = p_hat @ v_hat
+    return out
