@@ -25,6 +25,7 @@ workspace of one layer; the CPU holds the rest of the weights and the KV pool.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +130,13 @@ def selected_tokens(scheme: OffloadScheme, ctx: np.ndarray, k_scale: np.ndarray)
         slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
         k = np.where(ctx > xs[-1], ys[-1] + slope * (ctx - xs[-1]), k)
     return np.minimum(k * k_scale, ctx)
+
+
+def with_measured_selection(scheme: OffloadScheme, fractions: np.ndarray, total_len: int) -> OffloadScheme:
+    """The scheme with its k table replaced by measured selected fractions per relative position in a
+    window (bucket midpoints), mapped onto a workload of ``total_len`` tokens (k = fraction x context)."""
+    ctx = (np.arange(len(fractions)) + 0.5) / len(fractions) * total_len
+    return dataclasses.replace(scheme, k_table_ctx=tuple(ctx), k_table_tokens=tuple(fractions * ctx))
 
 
 def evaluate(d: OffloadDesign, shape: ModelShape, prompt: int, gen: int, scheme: OffloadScheme,

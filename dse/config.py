@@ -7,7 +7,6 @@ rejected by Hydra/OmegaConf with the key's full path. Range and choice checks ru
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf needs typing generics
@@ -356,6 +355,3 @@ def to_config(cfg: DictConfig | Config) -> Config:
     assert isinstance(obj, Config)
     return obj
 
-
-def finite(x: float) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)

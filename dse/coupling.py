@@ -9,7 +9,7 @@ import numpy as np
 
 from dse.config import Config
 from dse.objectives import Problem, build_problem
-from dse.systems import System
+from dse.systems import System, split_points
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,12 @@ class AccuracyProvider:
         return self._baseline
 
     def __call__(self, points: dict[str, Any]) -> dict[str, np.ndarray]:
-        n = max((np.size(v) for v in points.values() if isinstance(v, np.ndarray)), default=1)
+        rows = split_points(points)
+        n = len(rows)
         ppl = np.full(n, np.nan)
         selected = np.full(n, np.nan)
         by_position: list[np.ndarray] = []
-        for i in range(n):
-            point = {k: (np.asarray(v).reshape(-1)[i] if isinstance(v, np.ndarray) else v) for k, v in points.items()}
+        for i, point in enumerate(rows):
             spec = self.system.accuracy_spec(point)
             if spec is None:
                 continue

@@ -55,7 +55,8 @@ class AccuracyOracle:
         self.source = ModelSource.resolve(cfg.model_path)
         self._identity: dict[str, Any] | None = None
         self._loaded: Any = None
-        self._calib: dict[tuple[int, int], Any] = {}
+        self._calib: dict[int, Any] = {}
+        self._calib_ids: Any = None
         self._skew: Any = None
         self.measured = 0
         with self._db() as db:
@@ -169,32 +170,35 @@ class AccuracyOracle:
             self._loaded = (lm, windows, bos)
         return self._loaded
 
-    def _calibration(self, chunk: int) -> Any:
-        from workloads.emulation import collect_calibration
+    def _calib_windows(self) -> Any:
+        """The calibration windows (``accuracy.calib_windows`` x ``seq_len`` tokens), tokenised once."""
         from workloads.text import read_wikitext, token_windows
 
-        lm, _windows, bos = self._load()
-        key = (chunk, self.cfg.seq_len)
-        if key not in self._calib:
-            if not self.calib_path.is_file():
-                raise FileNotFoundError(f"accuracy.calib_path: {self.calib_path} does not exist")
-            text = read_wikitext(self.calib_path, key="accuracy.calib_path")
-            calib = token_windows(lm.tokenizer, text, self.cfg.seq_len, self.cfg.calib_windows, bos_id=bos)
-            self._calib[key] = collect_calibration(lm.model, calib.ids, chunk, lm.device)
-        return self._calib[key]
-
-    def _skew_matrices(self) -> Any:
-        """InfiniGen's skewing matrices from the calibration text (once per oracle)."""
-        from workloads.kvselect import calibrate_skew
-        from workloads.text import read_wikitext, token_windows
-
-        if self._skew is None:
+        if self._calib_ids is None:
             lm, _windows, bos = self._load()
             if not self.calib_path.is_file():
                 raise FileNotFoundError(f"accuracy.calib_path: {self.calib_path} does not exist")
             text = read_wikitext(self.calib_path, key="accuracy.calib_path")
-            calib = token_windows(lm.tokenizer, text, self.cfg.seq_len, self.cfg.calib_windows, bos_id=bos)
-            self._skew = calibrate_skew(lm.model, calib.ids, lm.device)
+            self._calib_ids = token_windows(lm.tokenizer, text, self.cfg.seq_len, self.cfg.calib_windows,
+                                            bos_id=bos).ids
+        return self._calib_ids
+
+    def _calibration(self, chunk: int) -> Any:
+        """Tender's calibrated statistics for row chunks of ``chunk`` (once per chunk size)."""
+        from workloads.emulation import collect_calibration
+
+        if chunk not in self._calib:
+            lm = self._load()[0]
+            self._calib[chunk] = collect_calibration(lm.model, self._calib_windows(), chunk, lm.device)
+        return self._calib[chunk]
+
+    def _skew_matrices(self) -> Any:
+        """InfiniGen's skewing matrices from the calibration text (once per oracle)."""
+        from workloads.kvselect import calibrate_skew
+
+        if self._skew is None:
+            lm = self._load()[0]
+            self._skew = calibrate_skew(lm.model, self._calib_windows(), lm.device)
         return self._skew
 
     def _run(self, spec: Any, kv: Any = None) -> tuple[float, int, dict | None]:

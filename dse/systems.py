@@ -6,7 +6,6 @@ A system owns its workload and technology (built once from the config) and expos
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Any
@@ -24,6 +23,20 @@ class Evaluation:
 
     metrics: dict[str, np.ndarray]
     invalid: np.ndarray
+
+
+def split_points(points: dict[str, Any]) -> list[dict[str, Any]]:
+    """Design points given as knob -> scalar or array, as one dict of scalars per point (arrays of one
+    element broadcast)."""
+    n = max((np.size(v) for v in points.values() if isinstance(v, np.ndarray)), default=1)
+    return [{k: (np.asarray(v).reshape(-1)[i if np.size(v) > 1 else 0] if isinstance(v, np.ndarray) else v)
+             for k, v in points.items()} for i in range(n)]
+
+
+def measured_fractions(measured: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Selected-token fractions by relative window position from an accuracy measurement, if usable."""
+    frac = measured.get("selected_fraction_by_position")
+    return frac if frac is not None and np.all(np.isfinite(frac)) else None
 
 
 class System(ABC):
@@ -173,26 +186,20 @@ class OffloadSystem(System):
     def evaluate_measured(self, points: dict[str, Any], measured: dict[str, np.ndarray]) -> Evaluation:
         """InfiniGen with the selected-token fractions measured on the proxy model (by relative position in
         its window) in place of the published table, mapped onto this workload's context lengths."""
-        frac = measured.get("selected_fraction_by_position")
-        if self.scheme.kv_fraction != "infinigen" or frac is None or not np.all(np.isfinite(frac)):
+        frac = measured_fractions(measured)
+        if self.scheme.kv_fraction != "infinigen" or frac is None:
             return self.evaluate(points)
-        rel = (np.arange(len(frac)) + 0.5) / len(frac)
-        ctx = rel * (self.prompt + self.gen)
-        original = self.scheme
-        self.scheme = dataclasses.replace(original, k_table_ctx=tuple(ctx), k_table_tokens=tuple(frac * ctx))
-        try:
-            return self.evaluate({**points, "k_scale": 1.0})
-        finally:
-            self.scheme = original
+        scheme = offload.with_measured_selection(self.scheme, frac, self.prompt + self.gen)
+        return self.evaluate({**points, "k_scale": 1.0}, scheme)
 
-    def evaluate(self, points: dict[str, Any]) -> Evaluation:
+    def evaluate(self, points: dict[str, Any], scheme: offload.OffloadScheme | None = None) -> Evaluation:
         design = offload.OffloadDesign.from_mapping(points)
         energy = offload.EnergyTable(**{f.name: float(np.asarray(points[f.name]).reshape(-1)[0])
                                         for f in fields(offload.EnergyTable)})
         bad = design.invalid_reason()
         safe = offload.OffloadDesign(**{f.name: np.where(bad != "", 1.0 if f.name != "budget" else 0.2,
                                                         getattr(design, f.name)) for f in fields(design)})
-        metrics = offload.evaluate(safe, self.shape, self.prompt, self.gen, self.scheme, energy)
+        metrics = offload.evaluate(safe, self.shape, self.prompt, self.gen, scheme or self.scheme, energy)
         metrics = {k: np.where(bad != "", np.nan, np.broadcast_to(v, bad.shape)) for k, v in metrics.items()}
         return Evaluation(metrics=metrics, invalid=bad)
 
@@ -229,14 +236,8 @@ class TenderInfiniGenSystem(System):
                 KVSpec(method="infinigen", budget=float(point["budget"]), alpha=float(point["alpha"]),
                        partial_ratio=float(point["partial_ratio"]), dense_layers=self.offload.dense_layers))
 
-    def _points(self, points: dict[str, Any]) -> list[dict[str, Any]]:
-        n = max((np.size(v) for v in points.values() if isinstance(v, np.ndarray)), default=1)
-        return [{k: (np.asarray(v).reshape(-1)[i] if isinstance(v, np.ndarray) and np.size(v) > 1 else
-                     (np.asarray(v).reshape(-1)[0] if isinstance(v, np.ndarray) else v)) for k, v in points.items()}
-                for i in range(n)]
-
     def evaluate(self, points: dict[str, Any], offload_scheme: Any = None) -> Evaluation:
-        rows = self._points(points)
+        rows = split_points(points)
         design = tender.TenderDesign.from_mapping({k: np.array([r[k] for r in rows]) for k in
                                                    (f.name for f in fields(tender.TenderDesign))})
         invalid = design.invalid_reason()
@@ -247,11 +248,10 @@ class TenderInfiniGenSystem(System):
         return Evaluation(metrics=metrics, invalid=invalid)
 
     def evaluate_measured(self, points: dict[str, Any], measured: dict[str, np.ndarray]) -> Evaluation:
-        frac = measured.get("selected_fraction_by_position")
-        if frac is None or not np.all(np.isfinite(frac)):
+        frac = measured_fractions(measured)
+        if frac is None:
             return self.evaluate(points)
-        ctx = (np.arange(len(frac)) + 0.5) / len(frac) * (self.spec.prompt_len + self.spec.gen_len)
-        scheme = dataclasses.replace(self.offload, k_table_ctx=tuple(ctx), k_table_tokens=tuple(frac * ctx))
+        scheme = offload.with_measured_selection(self.offload, frac, self.spec.prompt_len + self.spec.gen_len)
         return self.evaluate({**points, "k_scale": 1.0}, scheme)
 
 

@@ -25,6 +25,7 @@ scores, per head).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -231,16 +232,10 @@ def select_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     return out.transpose(1, 2).contiguous(), None
 
 
-_UPPER: dict[tuple[int, str], torch.Tensor] = {}
-
-
+@functools.lru_cache(maxsize=2)
 def _upper(T: int, device: torch.device) -> torch.Tensor:
-    """Strictly-upper-triangular (future) mask, cached per length (a constant, not state)."""
-    key = (T, str(device))
-    if key not in _UPPER:
-        _UPPER.clear()
-        _UPPER[key] = torch.ones(T, T, dtype=torch.bool, device=device).triu(1)
-    return _UPPER[key]
+    """Strictly-upper-triangular (future) mask of length T; memoised, used read-only."""
+    return torch.ones(T, T, dtype=torch.bool, device=device).triu(1)
 
 
 def _selection(module: nn.Module, selector: Selector, layer: int, q: torch.Tensor, k: torch.Tensor,
