@@ -44,6 +44,7 @@ class SystolicDesign:
     b_buf_kib: np.ndarray
     c_buf_kib: np.ndarray
     dram_bw_gbps: np.ndarray
+    kslice_max_overhead: np.ndarray  # mapper: largest extra-cycle share a K-split tiling may cost (os); 0 = never
     double_buffered: bool = True
 
     @classmethod
@@ -70,7 +71,7 @@ class SystolicDesign:
         if not bad.any():
             return self, bad
         safe = {"rows": 1.0, "cols": 1.0, "bits": 8.0, "clock_ghz": 1.0, "dram_bw_gbps": 1.0,
-                "a_buf_kib": 1.0, "b_buf_kib": 1.0, "c_buf_kib": 1.0}
+                "a_buf_kib": 1.0, "b_buf_kib": 1.0, "c_buf_kib": 1.0, "kslice_max_overhead": 0.0}
         kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "double_buffered"}
         for name, value in safe.items():
             kw[name] = np.where(bad, value, kw[name])
@@ -85,6 +86,7 @@ class SystolicDesign:
             (self.clock_ghz <= 0, "clock_ghz <= 0"),
             (self.dram_bw_gbps <= 0, "dram_bw_gbps <= 0"),
             ((self.a_buf_kib <= 0) | (self.b_buf_kib <= 0) | (self.c_buf_kib <= 0), "buffer size <= 0"),
+            (self.kslice_max_overhead < 0, "kslice_max_overhead < 0"),
         ])
 
 
@@ -133,22 +135,32 @@ def _evaluate_chunk(d: SystolicDesign, ops: GemmOps, tech: Tech, df: int) -> tup
     op_bytes = bits / 8.0
     psum_bytes = acc / 8.0
 
-    cycles = systolic.gemm_cycles(M, K, N, R, C, df)
     sram = systolic.sram_accesses(M, K, N, R, C, df)
     dram = systolic.dram_traffic(
         M, K, N, R, C, df, a_bytes=op_bytes, b_bytes=op_bytes, c_bytes=op_bytes, psum_bytes=psum_bytes,
         a_buf=col(d.a_buf_kib) * KIB, b_buf=col(d.b_buf_kib) * KIB, c_buf=col(d.c_buf_kib) * KIB,
-        double_buffered=d.double_buffered, sram=sram,
+        double_buffered=d.double_buffered, sram=sram, max_slice_overhead=col(d.kslice_max_overhead),
     )
+    # SCALE-Sim's cycles, plus one more fill/drain per tile for every extra K slice of a K-split tiling
+    # (whose partial sums accumulate in the output buffer: one more write and read per slice).
+    n_folds = systolic.folds(M, K, N, R, C, df)
+    cycles = systolic.gemm_cycles(M, K, N, R, C, df) + n_folds * (dram.k_slices - 1) * (R + C - 2)
+    psum_rmw = M * N * (dram.k_slices - 1)
     lat = systolic.bandwidth_bound_seconds(cycles, col(d.clock_ghz) * 1e9, dram.total, col(d.dram_bw_gbps) * 1e9)
 
     macs = M * K * N
-    e_mac = macs * tech.mac_energy_pj(bits, acc)
+    # Registers (clock + data): the bits that move through every PE each array cycle (os: both
+    # operands; ws/is: the streamed operand and the partial sum), and in os the accumulator, which is
+    # clocked once per MAC (enable-gated).
+    moving_bits = np.where(df == 0, 2 * bits, bits + acc)
+    acc_updates = np.where(df == 0, macs, 0.0)
+    e_regs = cycles * R * C * tech.register_energy_pj(moving_bits) + acc_updates * tech.register_energy_pj(acc)
+    e_mac = macs * tech.mac_energy_pj(bits, acc) + e_regs
     rd_a, rd_b, rd_c = (tech.sram_read_pj_per_byte(col(x)) for x in (d.a_buf_kib, d.b_buf_kib, d.c_buf_kib))
     wr_a, wr_b, wr_c = (tech.sram_write_pj_per_byte(col(x)) for x in (d.a_buf_kib, d.b_buf_kib, d.c_buf_kib))
     e_sram = (
         sram.a_reads * op_bytes * rd_a + sram.b_reads * op_bytes * rd_b
-        + (sram.c_writes * wr_c + sram.c_reads * rd_c) * psum_bytes
+        + ((sram.c_writes + psum_rmw) * wr_c + (sram.c_reads + psum_rmw) * rd_c) * psum_bytes
         + dram.a_bytes * wr_a + dram.b_bytes * wr_b  # DRAM fills are buffer writes
     )
     e_dram = dram.total * tech.dram_energy_pj_per_byte

@@ -140,20 +140,66 @@ class DramTraffic:
     b_bytes: np.ndarray
     c_bytes: np.ndarray
     total: np.ndarray
+    k_slices: np.ndarray  # K slices per output tile: 1 unless the output-blocked order was chosen
+
+
+def _output_blocked(M: np.ndarray, K: np.ndarray, N: np.ndarray, R: np.ndarray, C: np.ndarray,
+                    ab: np.ndarray, bb: np.ndarray, pb: np.ndarray, cap_a: np.ndarray, cap_b: np.ndarray,
+                    cap_c: np.ndarray, max_overhead: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A bytes, B bytes, K slices) of the best output-blocked (K-split) tiling; inf where none is allowed.
+
+    An ``Mt x Nt`` block of partial sums (multiples of R and C) stays in the output buffer while K is
+    streamed in slices of ``Kt`` channels (an ``Mt x Kt`` slice of A and a ``Kt x Nt`` slice of B in the
+    scratchpad); each array tile of the block drains its partial sum into the output buffer after
+    every slice, which accumulates it. A is read once per column block, B once per row block. Every
+    extra slice costs each tile another fill/drain (``R + C - 2`` cycles); tilings whose extra cycles
+    exceed ``max_overhead`` of the full-K fold are not allowed, which sets the thinnest slice.
+
+    The traffic ``A ceil(N/Nt) + B ceil(M/Mt)`` falls in both block sides, so the best block fills
+    the output buffer (``Mt Nt = cap_c / pb``); without the ceilings it is ``Mt = sqrt(cap_c bb /
+    (pb ab))``. The candidates are that optimum rounded down and up to multiples of R, one row of
+    tiles, and all of M, each clipped to what the slice and M allow; ``Nt`` is then the largest
+    multiple of C that the output buffer and the slice allow.
+    """
+    x = lambda a: np.asarray(a, dtype=np.float64)[..., None]  # noqa: E731
+    M_, K_, N_, R_, C_ = x(M), x(K), x(N), x(R), x(C)
+    max_slices = np.minimum(np.floor(1.0 + x(max_overhead) * (R_ + C_ + K_ - 2) / np.maximum(R_ + C_ - 2, 1.0)), K_)
+    k_min = np.ceil(K_ / np.maximum(max_slices, 1.0))  # the thinnest slice allowed
+    m_hi = np.minimum(np.floor(x(cap_a) / (k_min * x(ab)) / R_) * R_, np.ceil(M_ / R_) * R_)
+    m_opt = np.sqrt(x(cap_c) * x(bb) / (x(pb) * x(ab)))
+    cand = np.concatenate([np.floor(m_opt / R_) * R_, np.ceil(m_opt / R_) * R_, R_ + 0 * m_opt,
+                           np.ceil(M_ / R_) * R_ + 0 * m_opt], axis=-1)
+    Mt = np.clip(cand, R_, np.maximum(m_hi, R_))
+    Nt = np.minimum(np.floor(np.minimum(x(cap_c) / (Mt * x(pb)), x(cap_b) / (k_min * x(bb))) / C_) * C_,
+                    np.ceil(N_ / C_) * C_)
+    Kt = np.minimum(K_, np.floor(np.minimum(x(cap_a) / (Mt * x(ab)), x(cap_b) / (np.maximum(Nt, 1.0) * x(bb)))))
+    slices = np.ceil(K_ / np.maximum(Kt, 1.0))
+    ok = (max_slices >= 1) & (Nt >= C_) & (Kt >= k_min)
+    a_b = np.where(ok, M_ * K_ * x(ab) * np.ceil(N_ / np.maximum(Nt, 1.0)), np.inf)
+    b_b = np.where(ok, K_ * N_ * x(bb) * np.ceil(M_ / Mt), np.inf)
+    best = np.argmin(a_b + b_b, axis=-1)[..., None]
+    pick = lambda a: np.take_along_axis(a, best, -1)[..., 0]  # noqa: E731
+    return pick(a_b), pick(b_b), pick(slices)
 
 
 def dram_traffic(M: ArrayLike, K: ArrayLike, N: ArrayLike, rows: ArrayLike, cols: ArrayLike,
                  dataflow: ArrayLike, *, a_bytes: ArrayLike, b_bytes: ArrayLike, c_bytes: ArrayLike,
                  psum_bytes: ArrayLike, a_buf: ArrayLike, b_buf: ArrayLike, c_buf: ArrayLike,
-                 double_buffered: bool = True, sram: SramAccesses | None = None) -> DramTraffic:
+                 double_buffered: bool = True, sram: SramAccesses | None = None,
+                 max_slice_overhead: ArrayLike = 0.0) -> DramTraffic:
     """DRAM traffic of one GEMM for operand buffers of ``a_buf``/``b_buf``/``c_buf`` bytes.
 
     Tiling model (stated): with double buffering half of each buffer holds the working set.
-    Two loop orders are considered and the cheaper one is taken:
+    The loop orders below are considered and the one moving the fewest bytes is taken:
 
     * A-resident: hold as many full rows of A (``K`` elements each) as fit, stream B past them.
       A is read once; B once if it fits whole, else once per block of resident rows.
     * B-resident: the transpose: hold full columns of B, stream A.
+    * Output-blocked (os only, when ``max_slice_overhead > 0``): K is split into slices and a block
+      of partial sums accumulates in the output buffer (``_output_blocked``). Its traffic grows
+      linearly with the operand width, where the full-K orders hold fewer rows of a wider operand
+      and so grow with its square. ``k_slices`` reports the slices per output tile so that the
+      cycle and output-buffer models can charge them.
 
     If not even one row of A or one column of B fits, every operand is re-read from DRAM at each
     use, i.e. DRAM traffic equals the SRAM access counts. Outputs are written once at ``c_bytes``
@@ -187,13 +233,30 @@ def dram_traffic(M: ArrayLike, K: ArrayLike, N: ArrayLike, rows: ArrayLike, cols
     R = np.asarray(rows, dtype=np.float64)
     C = np.asarray(cols, dtype=np.float64)
     pb = np.asarray(psum_bytes, dtype=np.float64)
+    k_slices = np.ones(np.broadcast_shapes(a_dram.shape, b_dram.shape))
+    # The output-blocked order is searched only where it is allowed and the full-K orders re-read.
+    shape = k_slices.shape
+    args = [np.broadcast_to(np.asarray(v, dtype=np.float64), shape).ravel()
+            for v in (M_, K_, N_, R, C, ab, bb, pb, cap_a, cap_b, cap_c, max_slice_overhead, code)]
+    a_dram, b_dram = (np.broadcast_to(v, shape).ravel() for v in (a_dram, b_dram))
+    todo = np.flatnonzero((args[-1] == 0) & (args[-2] > 0)
+                          & (a_dram + b_dram > np.broadcast_to(a_total + b_total, shape).ravel()))
+    if todo.size:
+        a_blk, b_blk, slices = _output_blocked(*(v[todo] for v in args[:-1]))
+        better = a_blk + b_blk < a_dram[todo] + b_dram[todo]
+        a_dram, b_dram, k_slices = a_dram.copy(), b_dram.copy(), k_slices.ravel().copy()
+        a_dram[todo] = np.where(better, a_blk, a_dram[todo])
+        b_dram[todo] = np.where(better, b_blk, b_dram[todo])
+        k_slices[todo] = np.where(better, slices, 1.0)
+    a_dram, b_dram, k_slices = (v.reshape(shape) for v in (a_dram, b_dram, k_slices))
 
     def spill(working: np.ndarray) -> np.ndarray:
         extra_folds = _ceil_div(K_, R) - 1
         return np.where(working > cap_c, 2.0 * M_ * N_ * pb * extra_folds, 0.0)
 
     c_dram = M_ * N_ * cb + _by_dataflow(code, lambda: 0.0, lambda: spill(M_ * C * pb), lambda: spill(R * N_ * pb))
-    return DramTraffic(a_bytes=a_dram, b_bytes=b_dram, c_bytes=c_dram, total=a_dram + b_dram + c_dram)
+    return DramTraffic(a_bytes=a_dram, b_bytes=b_dram, c_bytes=c_dram, total=a_dram + b_dram + c_dram,
+                       k_slices=k_slices)
 
 
 def bandwidth_bound_seconds(cycles: ArrayLike, clock_hz: ArrayLike, dram_bytes: ArrayLike,

@@ -28,7 +28,7 @@ class Tech:
     add32_area_um2: float
     dff_area_um2: float
     mux2_area_um2: float
-    pe_cycle_energy_pj: float
+    register_bit_energy_pj: float
     fp32_add_energy_pj: float
     fp32_mult_energy_pj: float
     fp32_add_area_um2: float
@@ -45,10 +45,8 @@ class Tech:
     periphery_area_mm2: float
 
     def mac_energy_pj(self, bits: np.ndarray, acc_bits: np.ndarray) -> np.ndarray:
-        """One b x b multiply plus one accumulate at the accumulator width.
-
-        Pipeline-register energy is not modelled separately (no sourced per-bit figure here).
-        """
+        """One b x b multiply plus one accumulate at the accumulator width (arithmetic only; the
+        PE's pipeline and accumulator registers are ``register_energy_pj``)."""
         b = np.asarray(bits, dtype=np.float64)
         acc = np.asarray(acc_bits, dtype=np.float64)
         mult = self.mult8_energy_pj * (b / 8.0) ** 2
@@ -82,9 +80,9 @@ class Tech:
     def mux_area_um2(self, bits: np.ndarray) -> np.ndarray:
         return self.logic_area_scale * self.mux2_area_um2 * np.asarray(bits, dtype=np.float64)
 
-    def pe_cycle_pj(self) -> float:
-        """Pipeline-register and clock energy of one PE for one clocked cycle (busy or not)."""
-        return self.logic_energy_scale * self.pe_cycle_energy_pj
+    def register_energy_pj(self, bits: np.ndarray) -> np.ndarray:
+        """Clock and data energy of ``bits`` register bits for one clocked cycle."""
+        return self.logic_energy_scale * self.register_bit_energy_pj * np.asarray(bits, dtype=np.float64)
 
     def fp32_op_energy_pj(self) -> float:
         """Mean of an FP32 add and multiply (a vector-unit lane operation)."""

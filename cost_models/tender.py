@@ -79,6 +79,7 @@ class TenderDesign:
     hbm_bw_gbps: np.ndarray
     vpu_lanes: np.ndarray
     vpu_ops_per_output: np.ndarray
+    kslice_max_overhead: np.ndarray  # mapper: largest extra-cycle share a K-split tiling may cost; 0 = never
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> TenderDesign:
@@ -107,6 +108,7 @@ class TenderDesign:
             (self.chunk < 1, "chunk < 1"),
             ((self.clock_ghz <= 0) | (self.hbm_bw_gbps <= 0) | (self.vpu_lanes < 1), "non-positive rate"),
             ((self.scratchpad_kib <= 0) | (self.out_buf_kib <= 0) | (self.index_buf_kib < 0), "buffer size"),
+            (self.kslice_max_overhead < 0, "kslice_max_overhead < 0"),
         ])
 
 
@@ -197,35 +199,41 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     op_bits = np.where(attention & ~(col(d.quantize_attention) > 0), 8.0, bits)
     groups = np.where(decomposed_op, col(np.where(d.g_eff > 0, d.g_eff, d.groups)), 1.0)
 
-    def array_cycles(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(cycles, bubble cycles) of each GEMM at operand width b."""
+    spad = col(d.scratchpad_kib) * KIB
+    psum_bytes = col(d.acc_bits) / 8
+
+    def at_width(b: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(array cycles, bubble cycles, accumulator shifts, HBM bytes, scratchpad fill bytes, partial
+        sums accumulated in the output buffer) of each GEMM with operands of b bits."""
         gang = (b == 8) & (col(d.int8_pe) == 0)
         Re, Ce = np.where(gang, R / 2, R), np.where(gang, C / 2, C)
+        # Memory traffic: scratchpad split between activations and weights; outputs requantised.
+        traffic = systolic.dram_traffic(M, K, N, Re, Ce, "os", a_bytes=b / 8, b_bytes=b / 8, c_bytes=b / 8,
+                                        psum_bytes=psum_bytes, a_buf=spad / 2, b_buf=spad / 2,
+                                        c_buf=col(d.out_buf_kib) * KIB, double_buffered=True,
+                                        max_slice_overhead=col(d.kslice_max_overhead))
         row_folds = np.where(decomposed_op, _chunk_row_folds(M, col(d.chunk), Re), np.ceil(M / Re))
         folds = row_folds * np.ceil(N / Ce)
         bubbles = folds * (groups - 1)
-        return folds * (Re + Ce + K - 2) + bubbles - 1, bubbles
+        # A K-split tiling refills and drains each tile once per slice (the rescale shifts of
+        # Tender happen once per group boundary, whichever slice it falls in).
+        fold_cycles = traffic.k_slices * (Re + Ce - 2) + K
+        return (folds * fold_cycles + bubbles - 1, bubbles, bubbles * Re * Ce, traffic.total,
+                traffic.a_bytes + traffic.b_bytes, M * N * (traffic.k_slices - 1))
 
-    cyc_main, bub_main = array_cycles(op_bits)
     share8 = np.where(op_bits == 4, scheme.int8_share, 0.0)  # fallback only matters for INT4 designs
-    if scheme.int8_share > 0:
-        cyc8, bub8 = array_cycles(np.full_like(op_bits, 8.0))
-        cycles = (1 - share8) * cyc_main + share8 * cyc8
-        bubbles = (1 - share8) * bub_main + share8 * bub8
-    else:
-        cycles, bubbles = cyc_main, bub_main
+    main = at_width(op_bits)
+    mixed = at_width(np.full_like(op_bits, 8.0)) if scheme.int8_share > 0 else main
+    busy, bubbles, shifts, hbm_ops, fills, psum_accs = ((1 - share8) * a + share8 * b
+                                                       for a, b in zip(main, mixed, strict=True))
     # OLAccel: the array advances in lock-step, so a cycle in which any of the R' rows receives an
     # outlier activation stalls the wavefront for ``outlier_stall_cycles`` while the outlier unit works.
+    cycles = busy
     if scheme.outlier_ratio > 0:
         p_outlier_cycle = 1.0 - (1.0 - scheme.outlier_ratio) ** R
-        cycles = cycles * (1.0 + p_outlier_cycle * scheme.outlier_stall_cycles)
+        cycles = busy * (1.0 + p_outlier_cycle * scheme.outlier_stall_cycles)
     bytes_per = (1 - share8) * op_bits / 8 + share8 * 1.0
 
-    # Memory traffic: scratchpad split between activations and weights; outputs requantised.
-    spad = col(d.scratchpad_kib) * KIB
-    traffic = systolic.dram_traffic(M, K, N, R, C, "os", a_bytes=bytes_per, b_bytes=bytes_per, c_bytes=bytes_per,
-                                    psum_bytes=col(d.acc_bits) / 8, a_buf=spad / 2, b_buf=spad / 2,
-                                    c_buf=col(d.out_buf_kib) * KIB, double_buffered=True)
     n_chunks = np.ceil(M / col(d.chunk))
     idx_bits = np.ceil(np.log2(np.maximum(K, 2)))
     # Tender metadata per chunk and decomposed operand: order + split points + tmax, FP16 bias (shared
@@ -233,7 +241,7 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     meta = np.where(decomposed_op, n_chunks * ((K * idx_bits + col(d.groups) * idx_bits) / 8 + 2 + 2 * K)
                     * ops.input_share[None, :] + n_chunks * 2 * N, 0.0)
     outlier_bytes = scheme.outlier_ratio * M * K * (scheme.outlier_bits + idx_bits) / 8
-    hbm = traffic.total + meta + outlier_bytes
+    hbm = hbm_ops + meta + outlier_bytes
 
     # VPU epilogue per output element, plus runtime statistics per chunk (max, min, bias subtract,
     # binning against G thresholds) shared by the GEMMs that read the same activation.
@@ -261,8 +269,15 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     e8_gang = 4 * tech.mult_energy_pj(4.0) + 2 * tech.int_add_energy_pj(12.0) + e_acc
     e8 = np.where(gang_pe, e8_gang, tech.mult_energy_pj(8.0) + e_acc)
     e_mac_op = np.where(op_bits == 8, e8, (1 - share8) * e4 + share8 * e8)
-    active_pes = R * C  # a bubble cycle clocks the whole array's accumulators
-    e_bubble = bubbles * active_pes * tech.int_add_energy_pj(col(d.acc_bits))
+    # Registers (clock + data): every PE's operand pipeline registers (two operands, plus Tender's
+    # 1-bit rescale signal) shift in every cycle the wavefront advances (busy, fill/drain, idle rows,
+    # bubbles); an OLAccel stall gates the array clock. An accumulator is clocked only when it updates
+    # (enable-gated): once per MAC (at INT8 one accumulator per 2x2 gang, the other three idle) and
+    # once per rescale shift (A <- A << 1; the 2:1 mux's own switching is not in the table).
+    operand_bits = np.where(gang_pe, 8.0, 16.0) + (1.0 if scheme.decomposed else 0.0)
+    e_acc_reg = tech.register_energy_pj(col(d.acc_bits))
+    e_regs = busy * R * C * tech.register_energy_pj(operand_bits) + macs * e_acc_reg
+    e_bubble = shifts * e_acc_reg
     e_outlier = scheme.outlier_ratio * macs * (tech.mult_energy_pj(float(scheme.outlier_bits))
                                                + tech.int_add_energy_pj(col(d.acc_bits)))
     decode_e = tech.int_add_energy_pj(scheme.decode_energy_add_bits)
@@ -273,11 +288,10 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     e_obuf = tech.sram_write_pj_per_byte(col(d.out_buf_kib)) + tech.sram_read_pj_per_byte(col(d.out_buf_kib))
     e_idx = tech.sram_read_pj_per_byte(np.maximum(col(d.index_buf_kib), 1e-3))
     idx_reads = np.where(decomposed_op, np.ceil(N / C) * np.ceil(M / R) * K * idx_bits / 8, 0.0)
-    e_clock = cycles * R * C * tech.pe_cycle_pj()  # every PE's registers are clocked every array cycle
-    e_array = macs * e_mac_op + e_bubble + e_outlier + e_clock + (sram_acc.a_reads + sram_acc.b_reads) * decode_e \
+    e_array = macs * e_mac_op + e_bubble + e_outlier + e_regs + (sram_acc.a_reads + sram_acc.b_reads) * decode_e \
         + M * N * encode_e
-    e_sram = (sram_acc.a_reads + sram_acc.b_reads) * bytes_per * e_spad_rd + (traffic.a_bytes + traffic.b_bytes) \
-        * e_spad_wr + M * N * 4 * e_obuf + idx_reads * e_idx
+    e_sram = (sram_acc.a_reads + sram_acc.b_reads) * bytes_per * e_spad_rd + fills * e_spad_wr \
+        + (M * N + psum_accs) * psum_bytes * e_obuf + idx_reads * e_idx
     e_dram = hbm * tech.dram_energy_pj_per_byte
     e_vpu = vpu_ops * tech.fp32_op_energy_pj()
     e_vec = vec_ops[None, :] * tech.fp32_op_energy_pj()

@@ -52,7 +52,7 @@ class TechConfig:
     add32_area_um2: Quantity = field(default_factory=Quantity)
     dff_area_um2: Quantity = field(default_factory=Quantity)
     mux2_area_um2: Quantity = field(default_factory=Quantity)
-    pe_cycle_energy_pj: Quantity = field(default_factory=Quantity)
+    register_bit_energy_pj: Quantity = field(default_factory=Quantity)
     fp32_add_energy_pj: Quantity = field(default_factory=Quantity)
     fp32_mult_energy_pj: Quantity = field(default_factory=Quantity)
     fp32_add_area_um2: Quantity = field(default_factory=Quantity)

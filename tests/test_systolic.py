@@ -116,6 +116,50 @@ def test_dram_partial_sum_spill_in_ws() -> None:
     assert spills.c_bytes == 256 * 1024 + 2 * 256 * 1024 * 4 * 15
 
 
+def _blocked(overhead: float, width: float = 1.0) -> systolic.DramTraffic:
+    return dram_traffic(256, 512, 1024, 32, 32, "os", a_bytes=width, b_bytes=width, c_bytes=1, psum_bytes=4,
+                        a_buf=16 * 1024, b_buf=16 * 1024, c_buf=128 * 1024, double_buffered=False,
+                        max_slice_overhead=overhead)
+
+
+def test_dram_output_blocked_k_split_by_hand() -> None:
+    # Full-K orders: A holds 32 rows -> A + 8 B = 4,325,376 bytes (B-resident: B + 32 A is worse).
+    assert _blocked(0.0).a_bytes + _blocked(0.0).b_bytes == 256 * 512 + 8 * 512 * 1024
+    assert _blocked(0.0).k_slices == 1
+    # Overhead 0.5 allows 5 slices (K_t >= 103): the best block is 128 x 128 outputs with 128-channel
+    # slices (128 x 128 bytes of A and of B fill the 16 KiB buffers): A read 8 times, B twice.
+    t = _blocked(0.5)
+    assert (t.a_bytes, t.b_bytes, t.k_slices) == (8 * 256 * 512, 2 * 512 * 1024, 4)
+    # Overhead 0.3 allows 3 slices (K_t >= 171): 64 x 64 blocks, 256-channel slices: 16 A + 4 B.
+    t = _blocked(0.3)
+    assert (t.a_bytes, t.b_bytes, t.k_slices) == (16 * 256 * 512, 4 * 512 * 1024, 2)
+    assert (t.k_slices - 1) * (32 + 32 - 2) <= 0.3 * (32 + 32 + 512 - 2)
+
+
+def test_dram_output_blocked_traffic_is_linear_in_operand_width() -> None:
+    # When the output buffer bounds the partial-sum block (here 128 x 256 or 256 x 128 of 32-bit sums),
+    # the block does not depend on the operand width, so doubling the width doubles the traffic; the
+    # full-K orders hold half as many rows of the wider operand and more than double.
+    def traffic(width: float, overhead: float) -> float:
+        t = dram_traffic(256, 2048, 1024, 32, 32, "os", a_bytes=width, b_bytes=width, c_bytes=1, psum_bytes=4,
+                         a_buf=64 * 1024, b_buf=64 * 1024, c_buf=128 * 1024, double_buffered=False,
+                         max_slice_overhead=overhead)
+        return float(t.a_bytes + t.b_bytes)
+
+    assert traffic(1.0, 0.5) == 4 * 256 * 2048 + 2 * 2048 * 1024
+    assert traffic(1.0, 0.5) / traffic(0.5, 0.5) == pytest.approx(2.0)
+    assert traffic(1.0, 0.0) / traffic(0.5, 0.0) == pytest.approx((256 * 2048 + 8 * 2048 * 1024)
+                                                                  / (0.5 * (256 * 2048 + 4 * 2048 * 1024)))
+    assert traffic(1.0, 0.0) / traffic(0.5, 0.0) > 3.5
+
+
+def test_dram_output_blocked_only_in_os() -> None:
+    ws = dram_traffic(256, 512, 1024, 32, 32, "ws", a_bytes=1, b_bytes=1, c_bytes=1, psum_bytes=4,
+                      a_buf=16 * 1024, b_buf=16 * 1024, c_buf=128 * 1024, double_buffered=False,
+                      max_slice_overhead=0.5)
+    assert ws.k_slices == 1
+
+
 def test_double_buffering_halves_capacity() -> None:
     single = dram_traffic(256, 512, 1024, 32, 32, "os", a_bytes=1, b_bytes=1, c_bytes=1, psum_bytes=4,
                           a_buf=64 * 512, b_buf=64 * 512, c_buf=1e9, double_buffered=False)

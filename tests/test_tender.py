@@ -153,3 +153,30 @@ def test_baselines_differ_only_by_mechanism(make_cfg: Callable[..., Config]) -> 
         lat[name] = s.evaluate({**dict(make_cfg([f"system={name}"]).system.hw), "quantize_attention": True}
                                ).metrics["latency_s"][0]
     assert lat["ant"] > lat["olaccel"] > lat["olive"] > lat["tender"]
+
+
+def test_k_split_costs_one_fill_per_extra_slice_and_saves_hbm_bytes(tender_system: OutlierArraySystem) -> None:
+    M, K, N = 2048, 4096, 4096
+    ops = one_gemm(M, K, N)
+    hw = dict(groups=1, chunk=4096, bits=4, scratchpad_kib=512, out_buf_kib=256)
+    t = systolic.dram_traffic(M, K, N, 64, 64, "os", a_bytes=0.5, b_bytes=0.5, c_bytes=0.5, psum_bytes=4,
+                              a_buf=256 * 1024, b_buf=256 * 1024, c_buf=256 * 1024, max_slice_overhead=0.1)
+    assert t.k_slices > 1
+    split = cycles_of(tender_system, ops, TENDER, kslice_max_overhead=0.1, **hw)
+    full = cycles_of(tender_system, ops, TENDER, kslice_max_overhead=0.0, **hw)
+    assert split - full == pytest.approx((M / 64) * (N / 64) * (t.k_slices - 1) * (64 + 64 - 2))
+    assert split <= 1.1 * full
+    dram = {o: T.evaluate(T.TenderDesign.from_mapping({**_hw(tender_system), **hw, "kslice_max_overhead": o}), ops,
+                          tender_system.tech, TENDER)["energy_dram_j"][0] for o in (0.0, 0.1)}
+    assert dram[0.1] < 0.8 * dram[0.0]
+
+
+def test_ganged_int8_mac_energy_is_not_four_int4_pe_cycles(tender_system: OutlierArraySystem) -> None:
+    # A 2x2 gang takes 4 PE-cycles per INT8 MAC but updates one accumulator (the other three are
+    # idle), so its energy per MAC is well below 4x the INT4 MAC while its cycles are ~4x.
+    ops = one_gemm(2048, 4096, 4096)
+    hw = {**_hw(tender_system), "groups": 1, "chunk": 4096, "hbm_bw_gbps": 1e9, "vpu_lanes": 1e9}
+    m = {b: T.evaluate(T.TenderDesign.from_mapping({**hw, "bits": b}), ops, tender_system.tech, PLAIN)
+         for b in (4, 8)}
+    assert 3.5 < m[8]["latency_s"][0] / m[4]["latency_s"][0] < 4.5
+    assert 1.3 < m[8]["energy_mac_j"][0] / m[4]["energy_mac_j"][0] < 2.5
