@@ -21,7 +21,13 @@ unit (VPU) and HBM. What differs is how each handles activation outliers (``Sche
 
 Every latency is per GEMM ``max(array cycles / clock, HBM bytes / bandwidth, VPU epilogue time)``
 (double-buffered overlap); the VPU's non-GEMM work (norms, softmax, activation functions) runs in
-series. Energies are action counts x per-action energies from the technology table.
+series. HBM traffic comes from ``systolic.dram_traffic``: full-K tilings, or a K-split tiling whose
+partial sums accumulate in the output buffer when it moves fewer bytes and costs at most
+``kslice_max_overhead`` extra array cycles (charged: one more fill/drain per tile and slice). With K
+split, Tender's rescale shifts of later slices are applied to the stored partial sum when it is
+accumulated (a shift by the number of group boundaries crossed; this shifter is not in the area).
+Energies are action counts x per-action energies from the technology table; register energy is per
+clocked bit (operand pipeline registers every advancing cycle, accumulators per update).
 """
 
 from __future__ import annotations
