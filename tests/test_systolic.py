@@ -171,3 +171,18 @@ def test_double_buffering_halves_capacity() -> None:
 def test_bandwidth_bound_is_the_max() -> None:
     assert systolic.bandwidth_bound_seconds(1000, 1e9, 10, 1e9) == pytest.approx(1e-6)
     assert systolic.bandwidth_bound_seconds(1000, 1e9, 1e6, 1e9) == pytest.approx(1e-3)
+
+
+def test_k_split_never_moves_more_bytes_and_respects_its_cycle_bound() -> None:
+    rng = np.random.default_rng(7)
+    n = 5000
+    M, K, N = rng.integers(1, 8192, n), rng.integers(16, 16384, n), rng.integers(16, 16384, n)
+    R, C = rng.integers(2, 256, n), rng.integers(2, 256, n)
+    width, bound = rng.choice([0.5, 1.0, 2.0], n), rng.uniform(0.01, 0.5, n)
+    bufs = {k: rng.integers(8, 4096, n) * 1024.0 for k in ("a_buf", "b_buf", "c_buf")}
+    kw = dict(a_bytes=width, b_bytes=width, c_bytes=width, psum_bytes=4, **bufs)
+    full = dram_traffic(M, K, N, R, C, "os", **kw)
+    split = dram_traffic(M, K, N, R, C, "os", **kw, max_slice_overhead=bound)
+    assert np.all(split.total <= full.total)
+    assert np.any(split.total < full.total)
+    assert np.all((split.k_slices - 1) * (R + C - 2) <= bound * (R + C + K - 2) + 1e-9)
