@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cost_models.tech import Tech
 from workloads import ModelShape, WorkloadSpec
+from workloads.checks import require_choice
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -30,7 +31,7 @@ def _require(ok: bool, key: str, message: str) -> None:
 
 
 def _choice(value: Any, key: str, allowed: list[Any] | tuple[Any, ...]) -> None:
-    _require(value in allowed, key, f"{value!r} is not allowed; allowed values: {list(allowed)}")
+    require_choice(key, value, allowed, ConfigError)
 
 
 @dataclass

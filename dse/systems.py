@@ -15,6 +15,7 @@ import numpy as np
 from cost_models import accelerator, joint, offload, systolic, tender
 from dse.config import Bound, Config, ConfigError
 from workloads import build_operators
+from workloads.checks import require_choice
 
 
 @dataclass(frozen=True)
@@ -272,8 +273,7 @@ SYSTEMS: dict[str, type[System]] = {
 def make_system(cfg: Config) -> System:
     """Build the configured system and check every name the config uses against it."""
     name = cfg.system.name
-    if name not in SYSTEMS:
-        raise ConfigError(f"system.name: {name!r} is not allowed; allowed values: {sorted(SYSTEMS)}")
+    require_choice("system.name", name, sorted(SYSTEMS), ConfigError)
     system = SYSTEMS[name](cfg)
     check_system_config(cfg, system)
     return system
@@ -298,5 +298,5 @@ def check_system_config(cfg: Config, system: System) -> None:
                     f"system.{section}.{metric}: unknown metric; allowed metrics: {sorted(system.metrics)}"
                 )
     for key, allowed in (("dataflow", systolic.DATAFLOWS), ("mode", tender.MODES), ("int8_pe", tender.INT8_PE)):
-        if key in hw and str(hw[key]) not in allowed:
-            raise ConfigError(f"system.hw.{key}: {hw[key]!r} is not allowed; allowed values: {list(allowed)}")
+        if key in hw:
+            require_choice(f"system.hw.{key}", str(hw[key]), allowed, ConfigError)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workloads import quant
+from workloads.checks import require_choice
 
 METHODS = ("none", "tender", "per_tensor", "per_token")
 SHARED = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
@@ -47,14 +48,11 @@ class QuantSpec:
     def __post_init__(self) -> None:
         if self.quantize_attention and self.method != "tender":
             raise ValueError("quant.quantize_attention=true needs quant.method=tender")
-        if self.method not in METHODS:
-            raise ValueError(f"quant.method: {self.method!r} is not allowed; allowed values: {list(METHODS)}")
-        if self.bits not in (4, 8):
-            raise ValueError(f"quant.bits: {self.bits} is not allowed; allowed values: [4, 8]")
+        require_choice("quant.method", self.method, METHODS)
+        require_choice("quant.bits", self.bits, (4, 8))
         if self.groups < 1 or self.chunk < 1:
             raise ValueError("quant.groups and quant.chunk must be >= 1")
-        if self.mode not in ("runtime", "calibrated"):
-            raise ValueError(f"quant.mode: {self.mode!r} is not allowed; allowed values: ['runtime', 'calibrated']")
+        require_choice("quant.mode", self.mode, ("runtime", "calibrated"))
 
 
 @dataclass

@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from workloads.checks import require_choice
+
 KV_METHODS = ("dense", "infinigen", "h2o", "local", "oracle_topk")
 EVICTIONS = ("counter", "lru", "fifo")
 ATTN_NAME = "tide_select"
@@ -50,16 +52,14 @@ class KVSpec:
     dense_layers: int = 2
 
     def __post_init__(self) -> None:
-        if self.method not in KV_METHODS:
-            raise ValueError(f"kv.method: {self.method!r} is not allowed; allowed values: {list(KV_METHODS)}")
+        require_choice("kv.method", self.method, KV_METHODS)
         if not 0 < self.budget <= 1:
             raise ValueError(f"kv.budget must be in (0, 1], got {self.budget}")
         if not 0 < self.partial_ratio <= 1:
             raise ValueError(f"kv.partial_ratio must be in (0, 1], got {self.partial_ratio}")
         if not 0 < self.pool_size <= 1:
             raise ValueError(f"kv.pool_size must be in (0, 1], got {self.pool_size}")
-        if self.eviction not in EVICTIONS:
-            raise ValueError(f"kv.eviction: {self.eviction!r} is not allowed; allowed values: {list(EVICTIONS)}")
+        require_choice("kv.eviction", self.eviction, EVICTIONS)
 
 
 # ---------------------------------------------------------------- pure tensor functions
