@@ -60,13 +60,13 @@ class Case:
     acc_bits: int
 
 
-def reference_area(system: OutlierArraySystem) -> float:
+def reference_area() -> float:
     """The iso-area budget: the PE array of Tender's published MSA (64 x 64 4-bit PEs with the
     mux/shift extension and an INT32 accumulator, tender.md 7.1) in the comparison's technology."""
     ref_cfg = compose_config(["system=tender", f"tech={reference()['tech']}"])
     tender_sys = OutlierArraySystem(ref_cfg)
     design = tender_model.TenderDesign.from_mapping({**ref_cfg.system.hw, "rows": 64, "cols": 64, "acc_bits": 32})
-    return float(tender_model.array_area_mm2(system.tech, design, tender_sys.scheme)[0])
+    return float(tender_model.array_area_mm2(tender_sys.tech, design, tender_sys.scheme)[0])
 
 
 def build_cases() -> list[Case]:
@@ -75,6 +75,7 @@ def build_cases() -> list[Case]:
     wl = ref["workload"]
     cases = []
     iso_area_side = tender_model.iso_area_side
+    budget_mm2 = reference_area()  # every case shares the comparison's technology
     for model in ref["models"]:
         for system in ref["systems"]:
             cfg = compose_config([f"system={system}", f"model={model}", f"tech={ref['tech']}",
@@ -88,7 +89,7 @@ def build_cases() -> list[Case]:
             point = {**cfg.system.hw, "bits": 4, "groups": g, "acc_bits": acc, "quantize_attention": True,
                      "mode": "calibrated"}  # the paper's hardware: channel order fixed at calibration
             side = iso_area_side(sys_.tech, tender_model.TenderDesign.from_mapping(point), sys_.scheme,
-                                 reference_area(sys_))
+                                 budget_mm2)
             point.update(rows=float(side[0]), cols=float(side[0]))
             cases.append(Case(cfg.model.name, sys_, point, g, acc))
     return cases
