@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from _timing import forward_time  # benchmarks/ is on sys.path when run as a script
+from _timing import forward_time, proxy_window  # benchmarks/ is on sys.path when run as a script
 
-from dse.config import AccuracyConfig
 from workloads.emulation import QuantSpec, quantized
-from workloads.real_model import load
-from workloads.text import read_wikitext, token_windows
 
 
 def main() -> None:
@@ -23,10 +20,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cfg = AccuracyConfig()
-    lm = load(cfg.model_path)
-    text = read_wikitext(cfg.path("text_path"))
-    ids = token_windows(lm.tokenizer, text, args.seq_len, 1).ids.to(lm.device)
+    _, lm, ids = proxy_window(args.seq_len)
     forward_time(lm.model, ids, 1)  # warm-up
     plain = forward_time(lm.model, ids, args.repeats)
     print(f"plain forward, 1 x {args.seq_len} tokens: {plain:.3f} s (min of {args.repeats})")

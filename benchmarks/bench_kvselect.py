@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from _timing import forward_time  # benchmarks/ is on sys.path when run as a script
+from _timing import forward_time, proxy_window  # benchmarks/ is on sys.path when run as a script
 
-from dse.config import AccuracyConfig
 from workloads.kvselect import KVSpec, Selector, calibrate_skew, kv_selection
-from workloads.real_model import load
 from workloads.text import read_wikitext, token_windows
 
 
@@ -23,9 +21,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    cfg = AccuracyConfig()
-    lm = load(cfg.model_path)
-    ids = token_windows(lm.tokenizer, read_wikitext(cfg.path("text_path")), args.seq_len, 1).ids.to(lm.device)
+    cfg, lm, ids = proxy_window(args.seq_len)
     calib = token_windows(lm.tokenizer, read_wikitext(cfg.path("calib_path")), args.seq_len, 1).ids
     skew = calibrate_skew(lm.model, calib, lm.device)
     forward_time(lm.model, ids, 1)
