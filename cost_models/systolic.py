@@ -146,7 +146,8 @@ class DramTraffic:
 def _output_blocked(M: np.ndarray, K: np.ndarray, N: np.ndarray, R: np.ndarray, C: np.ndarray,
                     ab: np.ndarray, bb: np.ndarray, pb: np.ndarray, cap_a: np.ndarray, cap_b: np.ndarray,
                     cap_c: np.ndarray, max_overhead: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A bytes, B bytes, K slices) of the best output-blocked (K-split) tiling; inf where none is allowed.
+    """(A bytes, B bytes, K slices) of the best output-blocked (K-split) tiling of each of the equally
+    long 1-D inputs; inf where none is allowed.
 
     An ``Mt x Nt`` block of partial sums (multiples of R and C) stays in the output buffer while K is
     streamed in slices of ``Kt`` channels (an ``Mt x Kt`` slice of A and a ``Kt x Nt`` slice of B in the
@@ -167,8 +168,7 @@ def _output_blocked(M: np.ndarray, K: np.ndarray, N: np.ndarray, R: np.ndarray, 
     k_min = np.ceil(K_ / np.maximum(max_slices, 1.0))  # the thinnest slice allowed
     m_hi = np.minimum(np.floor(x(cap_a) / (k_min * x(ab)) / R_) * R_, np.ceil(M_ / R_) * R_)
     m_opt = np.sqrt(x(cap_c) * x(bb) / (x(pb) * x(ab)))
-    cand = np.concatenate([np.floor(m_opt / R_) * R_, np.ceil(m_opt / R_) * R_, R_ + 0 * m_opt,
-                           np.ceil(M_ / R_) * R_ + 0 * m_opt], axis=-1)
+    cand = np.concatenate([np.floor(m_opt / R_) * R_, np.ceil(m_opt / R_) * R_, R_, np.ceil(M_ / R_) * R_], axis=-1)
     Mt = np.clip(cand, R_, np.maximum(m_hi, R_))
     Nt = np.minimum(np.floor(np.minimum(x(cap_c) / (Mt * x(pb)), x(cap_b) / (k_min * x(bb))) / C_) * C_,
                     np.ceil(N_ / C_) * C_)
@@ -233,18 +233,17 @@ def dram_traffic(M: ArrayLike, K: ArrayLike, N: ArrayLike, rows: ArrayLike, cols
     R = np.asarray(rows, dtype=np.float64)
     C = np.asarray(cols, dtype=np.float64)
     pb = np.asarray(psum_bytes, dtype=np.float64)
-    k_slices = np.ones(np.broadcast_shapes(a_dram.shape, b_dram.shape))
     # The output-blocked order is searched only where it is allowed and the full-K orders re-read.
-    shape = k_slices.shape
-    args = [np.broadcast_to(np.asarray(v, dtype=np.float64), shape).ravel()
-            for v in (M_, K_, N_, R, C, ab, bb, pb, cap_a, cap_b, cap_c, max_slice_overhead, code)]
-    a_dram, b_dram = (np.broadcast_to(v, shape).ravel() for v in (a_dram, b_dram))
-    todo = np.flatnonzero((args[-1] == 0) & (args[-2] > 0)
-                          & (a_dram + b_dram > np.broadcast_to(a_total + b_total, shape).ravel()))
+    shape = np.broadcast_shapes(a_dram.shape, b_dram.shape, pb.shape, cap_c.shape, np.shape(max_slice_overhead),
+                                np.shape(code))
+    flat = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), shape).ravel()  # noqa: E731
+    a_dram, b_dram, k_slices = flat(a_dram).copy(), flat(b_dram).copy(), np.ones(int(np.prod(shape)))
+    rereads = a_dram + b_dram > flat(a_total + b_total)
+    todo = np.flatnonzero((flat(code) == 0) & (flat(max_slice_overhead) > 0) & rereads)
     if todo.size:
-        a_blk, b_blk, slices = _output_blocked(*(v[todo] for v in args[:-1]))
+        a_blk, b_blk, slices = _output_blocked(*(flat(v)[todo] for v in (M_, K_, N_, R, C, ab, bb, pb, cap_a, cap_b,
+                                                                          cap_c, max_slice_overhead)))
         better = a_blk + b_blk < a_dram[todo] + b_dram[todo]
-        a_dram, b_dram, k_slices = a_dram.copy(), b_dram.copy(), k_slices.ravel().copy()
         a_dram[todo] = np.where(better, a_blk, a_dram[todo])
         b_dram[todo] = np.where(better, b_blk, b_dram[todo])
         k_slices[todo] = np.where(better, slices, 1.0)
