@@ -86,7 +86,9 @@ class AccuracyOracle:
         quant = dataclasses.asdict(spec)
         if not quant.get("quantize_attention"):  # keys written before this knob existed stay valid
             quant.pop("quantize_attention", None)
-        payload = {**self.identity(), "quant": quant}
+        # The model file is identified by its content hash; its path (inside whichever virtual environment
+        # installed it) is provenance only, so checkouts with the same model share measurements.
+        payload = {**{k: v for k, v in self.identity().items() if k != "model"}, "quant": quant}
         uses_calib = (spec.method == "tender" and spec.mode == "calibrated") or (
             kv is not None and kv.method == "infinigen")
         if not uses_calib:

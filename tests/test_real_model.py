@@ -47,6 +47,16 @@ def test_key_covers_every_knob(oracle: AccuracyOracle) -> None:
     assert len(keys) == 16
 
 
+def test_key_ignores_where_the_model_file_lies(oracle: AccuracyOracle) -> None:
+    spec = QuantSpec("tender", bits=8)
+    key = oracle.key(spec)
+    moved = AccuracyOracle(oracle.cfg)
+    moved._identity = {**oracle.identity(), "model": "/elsewhere/.venv/model.gguf"}
+    assert moved.key(spec) == key
+    moved._identity = {**oracle.identity(), "model_sha256": "0" * 64}
+    assert moved.key(spec) != key
+
+
 def test_tender_orders_as_expected(oracle: AccuracyOracle) -> None:
     base = oracle.baseline().ppl
     t8 = oracle.measure(QuantSpec("tender", bits=8, groups=8)).ppl
