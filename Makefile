@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tide-installed
 
-.PHONY: setup search test lint bench clean
+.PHONY: setup search test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ search: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
+
+# Development loop: every test except those that load the real proxy model (CI runs `make test`).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not real_model" $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,15 +1,24 @@
-"""Shared by the model benchmark scripts: the proxy model with one evaluation window, and the minimum
-wall time of full forward passes (body + LM head)."""
+"""Shared by the model benchmark scripts: their command line, the proxy model with one evaluation
+window, and the minimum wall time of full forward passes (body + LM head)."""
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
 
 from dse.config import AccuracyConfig
-from workloads.real_model import LoadedModel, load
-from workloads.text import read_wikitext, token_windows
+from workloads.accuracy.real_model import LoadedModel, load
+from workloads.accuracy.text import read_wikitext, token_windows
+
+
+def model_bench_args(doc: str | None, repeats: int) -> argparse.Namespace:
+    """``--seq-len`` (tokens of the window, default 2048) and ``--repeats`` (timed runs, minimum kept)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    return parser.parse_args()
 
 
 def proxy_window(seq_len: int) -> tuple[AccuracyConfig, LoadedModel, torch.Tensor]:

@@ -8,18 +8,14 @@ machine affect both alike). Model: the default proxy (SmolLM2-135M-Instruct), FP
 
 from __future__ import annotations
 
-import argparse
+from _timing import forward_time, model_bench_args, proxy_window  # benchmarks/ is on sys.path when run as a script
 
-from _timing import forward_time, proxy_window  # benchmarks/ is on sys.path when run as a script
-
-from workloads.emulation import QuantSpec, quantized
+from workloads.accuracy.emulation import quantized
+from workloads.accuracy.specs import QuantSpec
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seq-len", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = model_bench_args(__doc__, repeats=3)
     _, lm, ids = proxy_window(args.seq_len)
     forward_time(lm.model, ids, 1)  # warm-up
     plain = forward_time(lm.model, ids, args.repeats)

@@ -8,19 +8,15 @@ window (minimum of --repeats runs). InfiniGen uses skewing matrices calibrated o
 
 from __future__ import annotations
 
-import argparse
+from _timing import forward_time, model_bench_args, proxy_window  # benchmarks/ is on sys.path when run as a script
 
-from _timing import forward_time, proxy_window  # benchmarks/ is on sys.path when run as a script
-
-from workloads.kvselect import KVSpec, Selector, calibrate_skew, kv_selection
-from workloads.text import read_wikitext, token_windows
+from workloads.accuracy.kvselect import Selector, calibrate_skew, kv_selection
+from workloads.accuracy.specs import KVSpec
+from workloads.accuracy.text import read_wikitext, token_windows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seq-len", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    args = model_bench_args(__doc__, repeats=2)
     cfg, lm, ids = proxy_window(args.seq_len)
     calib = token_windows(lm.tokenizer, read_wikitext(cfg.path("calib_path")), args.seq_len, 1).ids
     skew = calibrate_skew(lm.model, calib, lm.device)

@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 
 from dse.config import CONF_DIR, register_schema, to_config
 from dse.space import suggest
-from dse.systems import SystolicSystem
+from dse.systems.systolic import SystolicSystem
 
 
 def random_points(cfg_space: dict, hw: dict, n: int, seed: int) -> dict[str, np.ndarray]:

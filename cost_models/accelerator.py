@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from cost_models import systolic
-from cost_models.design import array_fields, first_failure
+from cost_models.design import array_fields, evaluate_valid, first_failure
+from cost_models.metrics import described, with_derived
 from cost_models.tech import Tech
 from workloads.operators import GemmOps, Phase
 
@@ -65,18 +66,6 @@ class SystolicDesign:
         kw = {f.name: getattr(self, f.name)[sl] for f in fields(self) if f.name != "double_buffered"}
         return SystolicDesign(**kw, double_buffered=self.double_buffered)
 
-    def sanitised(self) -> tuple[SystolicDesign, np.ndarray]:
-        """A copy whose invalid points are replaced by a harmless placeholder, and the invalid mask."""
-        bad = self.invalid_reason() != ""
-        if not bad.any():
-            return self, bad
-        safe = {"rows": 1.0, "cols": 1.0, "bits": 8.0, "clock_ghz": 1.0, "dram_bw_gbps": 1.0,
-                "a_buf_kib": 1.0, "b_buf_kib": 1.0, "c_buf_kib": 1.0, "kslice_max_overhead": 0.0}
-        kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "double_buffered"}
-        for name, value in safe.items():
-            kw[name] = np.where(bad, value, kw[name])
-        return SystolicDesign(**kw, double_buffered=self.double_buffered), bad
-
     def invalid_reason(self) -> np.ndarray:
         """Per point: empty string if physically meaningful, else why not."""
         return first_failure(len(self), [
@@ -90,18 +79,7 @@ class SystolicDesign:
         ])
 
 
-#: Metrics every accelerator model of a whole workload reports (shared with cost_models/tender.py).
-WORKLOAD_METRICS: dict[str, str] = {
-    "latency_s": "end-to-end latency of the workload (prefill + all decode steps) [s]",
-    "prefill_latency_s": "prefill latency [s]",
-    "decode_latency_s": "latency of all decode steps [s]",
-    "tokens_per_s": "generated tokens per second over the whole workload [tokens/s]",
-    "energy_j": "total energy of the workload [J]",
-    "energy_per_token_j": "energy per generated token [J/token]",
-}
-
-METRICS: dict[str, str] = {
-    **WORKLOAD_METRICS,
+METRICS: dict[str, str] = described({
     "energy_mac_j": "MAC-array energy [J]",
     "energy_sram_j": "operand-buffer energy [J]",
     "energy_dram_j": "DRAM energy [J]",
@@ -109,11 +87,9 @@ METRICS: dict[str, str] = {
     "area_mm2": "total area [mm^2]",
     "area_pe_mm2": "PE-array area [mm^2]",
     "area_sram_mm2": "operand-buffer area [mm^2]",
-    "power_w": "average power (energy / latency) [W]",
     "utilization": "MAC-weighted array utilisation [0-1]",
-    "edp_js": "energy-delay product [J s]",
     "acc_headroom_bits": "accumulator width minus the worst-case 2b + ceil(log2 K) [bits]",
-}
+})
 
 
 @dataclass(frozen=True)
@@ -179,13 +155,11 @@ def _evaluate_chunk(d: SystolicDesign, ops: GemmOps, tech: Tech, df: int) -> tup
     total_cycles = (cycles * cnt).sum(axis=1)
     gen_tokens = float(ops.generated_tokens)
     k_max = float(ops.K.max())
-    metrics = {
+    metrics = with_derived({
         "latency_s": latency,
         "prefill_latency_s": lat_all[:, prefill].sum(axis=1),
         "decode_latency_s": lat_all[:, ~prefill].sum(axis=1),
-        "tokens_per_s": gen_tokens / latency,
         "energy_j": energy,
-        "energy_per_token_j": energy / gen_tokens,
         "energy_mac_j": (e_mac * cnt).sum(axis=1) * 1e-12,
         "energy_sram_j": (e_sram * cnt).sum(axis=1) * 1e-12,
         "energy_dram_j": (e_dram * cnt).sum(axis=1) * 1e-12,
@@ -193,11 +167,9 @@ def _evaluate_chunk(d: SystolicDesign, ops: GemmOps, tech: Tech, df: int) -> tup
         "area_mm2": area,
         "area_pe_mm2": area_pe,
         "area_sram_mm2": area_sram,
-        "power_w": energy / latency,
         "utilization": (macs * cnt).sum(axis=1) / (d.rows * d.cols * total_cycles),
-        "edp_js": energy * latency,
         "acc_headroom_bits": d.acc_bits - (2 * d.bits + np.ceil(np.log2(k_max))),
-    }
+    }, gen_tokens)
     per_op = PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=e_dyn, dram_bytes=dram.total * cnt)
     return metrics, per_op
 
@@ -206,23 +178,15 @@ def evaluate(design: SystolicDesign, ops: GemmOps, tech: Tech, *, chunk: int = 8
              per_op: bool = False) -> tuple[dict[str, np.ndarray], PerOp | None]:
     """Metrics (``METRICS``) for every design point; optionally the per-GEMM breakdown.
 
-    Design points are processed in chunks of ``chunk`` to bound memory (P x O temporaries).
-    Invalid points (see ``SystolicDesign.invalid_reason``) get NaN metrics.
-    """
-    design, bad = design.sanitised()
-    n, n_ops = len(design), len(ops)
-    metrics = {k: np.full(n, np.nan) for k in METRICS}
-    joined = PerOp(*(np.full((n, n_ops), np.nan) for _ in fields(PerOp))) if per_op else None
-    for code in np.unique(design.dataflow):  # one dataflow at a time: only its formulas are computed
-        idx_all = np.flatnonzero(design.dataflow == code)
-        for start in range(0, idx_all.size, chunk):
-            idx = idx_all[start:start + chunk]
-            m, p = _evaluate_chunk(design.take(idx), ops, tech, int(code))
-            for k in METRICS:
-                metrics[k][idx] = m[k]
-            if joined is not None:
-                for f in fields(PerOp):
-                    getattr(joined, f.name)[idx] = getattr(p, f.name)
-    for k in METRICS:
-        metrics[k][bad] = np.nan
-    return metrics, joined
+    Valid points are evaluated in chunks of ``chunk`` (bounding P x O temporaries), one dataflow at a
+    time (only its formulas are computed); invalid points (``SystolicDesign.invalid_reason``) get NaN."""
+    breakdown = [f"per_op.{f.name}" for f in fields(PerOp)] if per_op else []
+
+    def run(idx: np.ndarray) -> dict[str, np.ndarray]:
+        m, p = _evaluate_chunk(design.take(idx), ops, tech, int(design.dataflow[idx[0]]))
+        return {**m, **{f"per_op.{f.name}": getattr(p, f.name) for f in fields(PerOp)}}
+
+    out = evaluate_valid(design, run, [*METRICS, *breakdown], chunk=chunk, groups=design.dataflow,
+                         trailing={k: (len(ops),) for k in breakdown})
+    joined = PerOp(*(out.pop(k) for k in breakdown)) if per_op else None
+    return out, joined

@@ -1,12 +1,21 @@
-"""Helpers shared by the design-point dataclasses of the cost models."""
+"""Helpers shared by the design-point dataclasses of the cost models, and the one place where
+invalid design points are masked."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+
+
+class DesignPoints(Protocol):
+    """What a cost model's design dataclass offers: P points, why each is invalid ('' if valid)."""
+
+    def __len__(self) -> int: ...
+
+    def invalid_reason(self) -> np.ndarray: ...
 
 
 def array_fields(cls: type, values: Mapping[str, Any], skip: Iterable[str] = ()) -> list[str]:
@@ -24,3 +33,27 @@ def first_failure(n: int, checks: Iterable[tuple[np.ndarray, str]]) -> np.ndarra
     for bad, why in checks:
         reasons[np.broadcast_to(bad, (n,)) & (reasons == "")] = why
     return reasons
+
+
+def evaluate_valid(design: DesignPoints, evaluate: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+                   names: Iterable[str], *, chunk: int, groups: np.ndarray | None = None,
+                   trailing: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+    """``names`` for every point of ``design``: NaN where it is invalid, else ``evaluate(indices)``.
+
+    Only valid points are evaluated, in chunks of at most ``chunk`` points (bounding the P x operator
+    temporaries) that share one value of ``groups`` (e.g. a dataflow, so that only its formulas run).
+    ``trailing`` gives the extra dimensions of per-point arrays (e.g. a per-operator breakdown)."""
+    n = len(design)
+    names = list(names)
+    trailing = trailing or {}
+    out = {k: np.full((n, *trailing.get(k, ())), np.nan) for k in names}
+    good = np.flatnonzero(design.invalid_reason() == "")
+    keys = groups[good] if groups is not None else np.zeros(good.size)
+    for key in np.unique(keys):
+        idx_all = good[keys == key]
+        for start in range(0, idx_all.size, chunk):
+            idx = idx_all[start:start + chunk]
+            part = evaluate(idx)
+            for k in names:
+                out[k][idx] = part[k]
+    return out

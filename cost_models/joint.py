@@ -17,11 +17,14 @@ Composition (stated):
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from cost_models import tender
+from cost_models.design import evaluate_valid, first_failure
+from cost_models.metrics import with_derived
 from cost_models.offload import OffloadScheme, selected_tokens
 from cost_models.tech import Tech
 from workloads.operators import GemmOps, Phase, WorkloadSpec, build_operators
@@ -80,9 +83,68 @@ def decode_contexts(spec: WorkloadSpec) -> np.ndarray:
     return np.array([ctx for ctx, _ in _decode_segments(spec)])
 
 
-def evaluate(point: dict[str, Any], shape: ModelShape, spec: WorkloadSpec, tech: Tech, scheme: tender.Scheme,
-             offload_scheme: OffloadScheme) -> dict[str, float]:
-    """Metrics of one joint design point (the Tender model is vectorised; the composition is per point)."""
+#: knobs of the joint design beyond the Tender accelerator's
+EXTRA_KNOBS = ("batch", "budget", "alpha", "partial_ratio", "k_scale", "host_link_gbps", "host_pj_per_byte", "hbm_gb")
+
+
+@dataclass(frozen=True)
+class JointDesign:
+    """Design points of the joint system: the accelerator (``TenderDesign``) and the offloading knobs."""
+
+    accel: tender.TenderDesign
+    extra: dict[str, np.ndarray]
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> JointDesign:
+        missing = [k for k in EXTRA_KNOBS if k not in values]
+        if missing:
+            raise KeyError(f"design point lacks {missing}")
+        extra = {k: np.atleast_1d(np.asarray(values[k], dtype=np.float64)) for k in EXTRA_KNOBS}
+        accel = tender.TenderDesign.from_mapping(values)
+        n = np.broadcast_shapes((len(accel),), *(v.shape for v in extra.values()))
+        if n != (len(accel),):
+            accel = accel.take(np.zeros(n[0], dtype=np.int64))  # one accelerator for every offloading point
+        return cls(accel, {k: np.broadcast_to(v, n) for k, v in extra.items()})
+
+    def __len__(self) -> int:
+        return len(self.accel)
+
+    def take(self, idx: np.ndarray) -> JointDesign:
+        return JointDesign(self.accel.take(idx), {k: v[idx] for k, v in self.extra.items()})
+
+    def invalid_reason(self) -> np.ndarray:
+        x = self.extra
+        accel = self.accel.invalid_reason()
+        extra = first_failure(len(self), [
+            (x["batch"] < 1, "batch < 1"),
+            ((x["budget"] <= 0) | (x["budget"] > 1), "budget outside (0, 1]"),
+            ((x["partial_ratio"] <= 0) | (x["partial_ratio"] > 1), "partial_ratio outside (0, 1]"),
+            ((x["host_link_gbps"] <= 0) | (x["k_scale"] < 0), "non-positive rate"),
+        ])
+        return np.where(accel != "", accel, extra)
+
+    def point(self, i: int) -> dict[str, Any]:
+        """Point ``i`` as knob -> scalar (mode and int8_pe as their codes, which the models accept)."""
+        accel = {f.name: getattr(self.accel, f.name)[i] for f in dataclasses.fields(self.accel)}
+        return {**accel, **{k: v[i] for k, v in self.extra.items()}}
+
+
+def evaluate(design: JointDesign, shape: ModelShape, spec: WorkloadSpec, tech: Tech, scheme: tender.Scheme,
+             offload_scheme: OffloadScheme) -> dict[str, np.ndarray]:
+    """Metrics (``JOINT_METRICS``) per design point; invalid points get NaN. The Tender model is
+    vectorised; the composition (whose operator list depends on the batch) runs per point."""
+
+    def run(idx: np.ndarray) -> dict[str, np.ndarray]:
+        part = design.take(idx)
+        rows = [evaluate_point(part.point(i), shape, spec, tech, scheme, offload_scheme) for i in range(len(idx))]
+        return {k: np.array([r[k] for r in rows]) for k in JOINT_METRICS}
+
+    return evaluate_valid(design, run, JOINT_METRICS, chunk=256)
+
+
+def evaluate_point(point: dict[str, Any], shape: ModelShape, spec: WorkloadSpec, tech: Tech, scheme: tender.Scheme,
+                   offload_scheme: OffloadScheme) -> dict[str, float]:
+    """Metrics of one joint design point."""
     b = int(point["batch"])
     spec = dataclasses.replace(spec, batch=b)
     ops = build_operators(shape, spec)
@@ -117,14 +179,12 @@ def evaluate(point: dict[str, Any], shape: ModelShape, spec: WorkloadSpec, tech:
     weights = shape.non_embedding_linear_params() * float(point["bits"]) / 8 + 2 * shape.vocab * shape.hidden
     partial_k = L * b * (spec.prompt_len + spec.gen_len) * float(point["partial_ratio"]) * shape.kv_dim * 2
     hbm_need = (weights + partial_k) / GB
-    gen = b * spec.gen_len
-    return {
-        **m, "latency_s": latency, "tokens_per_s": gen / latency, "energy_j": energy,
-        "energy_per_token_j": energy / gen, "host_link_s": link_decode + link_prefill, "host_link_bytes": link_bytes,
+    return with_derived({
+        **m, "latency_s": latency, "energy_j": energy,
+        "host_link_s": link_decode + link_prefill, "host_link_bytes": link_bytes,
         "hbm_need_gb": hbm_need, "hbm_headroom_gb": float(point["hbm_gb"]) - hbm_need,
-        "mean_selected_tokens": float(k.mean()) if k.size else 0.0, "power_w": energy / latency,
-        "edp_js": energy * latency,
-    }
+        "mean_selected_tokens": float(k.mean()) if k.size else 0.0,
+    }, b * spec.gen_len)
 
 
 JOINT_METRICS = {

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.design import array_fields, first_failure
+from cost_models.design import array_fields, evaluate_valid, first_failure
+from cost_models.metrics import described, with_derived
 from workloads.shapes import ModelShape
 
 GB = 1e9
@@ -40,7 +41,7 @@ GB = 1e9
 @dataclass(frozen=True)
 class OffloadScheme:
     name: str
-    kv_fraction: str = "full"  # full | h2o | int4 | infinigen
+    kv_fraction: str = "full"  # a key of KV_SCHEMES: full | h2o | int4 | infinigen
     dense_layers: int = 2
     int4_bytes_ratio: float = 0.28125
     int4_dequant_gbps: float = 0.0  # GPU dequantisation throughput of the INT4 cache (bytes of FP16 out per s)
@@ -78,6 +79,9 @@ class OffloadDesign:
     def __len__(self) -> int:
         return int(self.batch.shape[0])
 
+    def take(self, idx: np.ndarray) -> OffloadDesign:
+        return OffloadDesign(**{f.name: getattr(self, f.name)[idx] for f in dataclasses.fields(self)})
+
     def invalid_reason(self) -> np.ndarray:
         rates = (self.gpu_tflops, self.gpu_mem_bw_gbps, self.cpu_mem_bw_gbps, self.pcie_h2d_gbps, self.pcie_d2h_gbps)
         return first_failure(len(self), [
@@ -91,21 +95,15 @@ class OffloadDesign:
         ])
 
 
-METRICS: dict[str, str] = {
-    "latency_s": "end-to-end time of the batch (prefill + decode) [s]",
-    "prefill_s": "prefill time [s]",
-    "decode_s": "decode time [s]",
-    "tokens_per_s": "generated tokens per second (batch x gen / latency) [tokens/s]",
+METRICS: dict[str, str] = described({
     "transfer_share": "share of a decode block's time spent moving KV over PCIe at the last step [0-1]",
     "h2d_bytes": "bytes moved CPU->GPU over the whole run [B]",
-    "energy_j": "energy of the run [J]",
-    "energy_per_token_j": "energy per generated token [J/token]",
     "gpu_mem_gb": "GPU memory needed [GB]",
     "cpu_mem_gb": "CPU memory needed [GB]",
     "gpu_mem_headroom_gb": "GPU capacity minus need [GB]",
     "cpu_mem_headroom_gb": "CPU capacity minus need [GB]",
     "mean_selected_tokens": "InfiniGen: mean selected tokens per sparse layer and step [tokens]",
-}
+})
 
 
 @dataclass(frozen=True)
@@ -139,125 +137,240 @@ def with_measured_selection(scheme: OffloadScheme, fractions: np.ndarray, total_
     return dataclasses.replace(scheme, k_table_ctx=tuple(ctx), k_table_tokens=tuple(fractions * ctx))
 
 
+@dataclass(frozen=True)
+class Context:
+    """What every KV scheme sees of one evaluation: P design points (arrays ``[P]``, or ``[P, 1]`` via
+    :meth:`col` against the ``[1, S]`` decode contexts ``n``) and the per-layer costs they share."""
+
+    d: OffloadDesign
+    shape: ModelShape
+    scheme: OffloadScheme
+    prompt: int
+    gen: int
+    e: float  # KV bytes per token per layer
+    n: np.ndarray  # [1, S] context of decode steps 1 .. gen-1
+    k_cap: np.ndarray  # [P] budget (H2O) / cap (InfiniGen) in tokens
+    lin: np.ndarray  # [P, 1] linear layers of one decode step and layer
+    ffn_time: np.ndarray  # [P, 1] its FFN part (the window InfiniGen's prefetch hides behind)
+    w_h2d: np.ndarray  # [P, 1] weights streamed from the CPU per layer
+    d2h: np.ndarray  # [P, 1] the new token's KV written back per layer
+
+    @staticmethod
+    def col(a: Any) -> np.ndarray:
+        return np.asarray(a)[:, None]
+
+    @property
+    def L(self) -> int:
+        return self.shape.layers
+
+    @property
+    def cc(self) -> np.ndarray:
+        """Share of the KV cache on the CPU."""
+        return 1.0 - self.d.kv_gpu
+
+    def attn(self, tokens: np.ndarray) -> np.ndarray:
+        """Decode attention of one layer over ``tokens`` keys: FLOPs or GPU-memory bound."""
+        col, d, bb = self.col, self.d, self.col(self.d.batch)
+        return np.maximum(4 * bb * tokens * self.shape.hidden / col(d.gpu_tflops * 1e12),
+                          self.e * bb * tokens / col(d.gpu_mem_bw_gbps * GB))
+
+    def h2d(self, kv_bytes: np.ndarray) -> np.ndarray:
+        """Time to move ``kv_bytes`` (per point and step, all on the CPU) to the GPU."""
+        return kv_bytes * self.col(self.cc) / self.col(self.d.pcie_h2d_gbps * GB)
+
+
+@dataclass(frozen=True)
+class Decode:
+    step: np.ndarray  # [P, S] time of each decode step (all layers)
+    block_xfer: np.ndarray  # [P, S] (or broadcastable) transfer time of one block (layer)
+    block_total: np.ndarray  # [P, S] total time of one block
+    mean_k: np.ndarray  # [P] mean KV tokens a sparse layer attends to
+    kv_h2d_bytes: np.ndarray  # [P] KV bytes moved CPU -> GPU over the whole decode
+
+
+class FullKV:
+    """FlexGen: every past token's KV crosses PCIe at every step and layer."""
+
+    #: the scheme's cost follows the selected-token table (which a measurement may replace)
+    selects_tokens = False
+
+    def prefill_compute(self, c: Context) -> Any:
+        return 0.0
+
+    def attended(self, c: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens attended, KV transfer time, compute time) per layer and step."""
+        bb = c.col(c.d.batch)
+        return c.n, c.h2d(c.e * bb * c.n), c.lin + c.attn(c.n)
+
+    def kv_h2d_bytes(self, c: Context) -> np.ndarray:
+        return c.L * c.e * c.n.sum() * c.d.batch * c.cc
+
+    def decode(self, c: Context) -> Decode:
+        tokens, kv_h2d, comp = self.attended(c)
+        xfer = kv_h2d + c.w_h2d + c.d2h
+        layer = np.where(c.col(c.d.overlap) > 0, np.maximum(comp, xfer), comp + xfer)
+        step = c.L * layer
+        return Decode(step, xfer, layer, np.mean(np.broadcast_to(tokens, step.shape), axis=1), self.kv_h2d_bytes(c))
+
+    def resident_bytes(self, c: Context, kv_all: Any) -> Any:
+        """KV bytes kept for the run (all of them unless the scheme evicts)."""
+        return kv_all
+
+    def gpu_extra_bytes(self, c: Context) -> np.ndarray:
+        return np.zeros(len(c.d))
+
+    def cpu_pool_share(self, c: Context) -> Any:
+        return 1.0
+
+
+class H2OKV(FullKV):
+    """H2O: at most K_H = budget (s + gen) tokens are kept, attended to and moved."""
+
+    def attended(self, c: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bb = c.col(c.d.batch)
+        tokens = np.minimum(c.n, c.col(c.k_cap))
+        return tokens, c.h2d(c.e * bb * tokens), c.lin + c.attn(tokens)
+
+    def kv_h2d_bytes(self, c: Context) -> np.ndarray:
+        return c.L * c.e * np.minimum(c.n, c.col(c.k_cap)).sum(axis=1) * c.d.batch * c.cc
+
+    def resident_bytes(self, c: Context, kv_all: Any) -> Any:
+        return c.L * c.e * c.d.batch * c.k_cap
+
+
+class Int4KV(FullKV):
+    """FlexGen's INT4 cache: ``int4_bytes_ratio`` of the bytes cross PCIe, then a dequantisation pass."""
+
+    def attended(self, c: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bb, s = c.col(c.d.batch), c.scheme
+        kv_h2d = s.int4_bytes_ratio * c.e * bb * c.n * c.col(c.cc) / c.col(c.d.pcie_h2d_gbps * GB)
+        dequant = c.e * bb * c.n * c.col(c.cc) / (s.int4_dequant_gbps * GB)
+        return c.n, kv_h2d, c.lin + c.attn(c.n) + dequant
+
+    def kv_h2d_bytes(self, c: Context) -> np.ndarray:
+        return c.L * c.scheme.int4_bytes_ratio * c.e * c.n.sum() * c.d.batch * c.cc
+
+
+class InfiniGenKV(FullKV):
+    """InfiniGen: dense layers load the full KV; sparse layers speculate, gather k_t tokens on the CPU
+    and prefetch them behind the previous layer's FFN; partial keys and W_Q live on the GPU."""
+
+    selects_tokens = True
+
+    def prefill_compute(self, c: Context) -> Any:
+        if c.scheme.dense_layers >= c.L:
+            return 0.0
+        D, d = c.shape.hidden, c.d
+        return 2 * d.batch * c.prompt * D * d.partial_ratio * D / (d.gpu_tflops * 1e12)  # partial keys (r*D cols)
+
+    def selected(self, c: Context) -> np.ndarray:
+        return np.minimum(selected_tokens(c.scheme, c.n, c.col(c.d.k_scale)), c.col(c.k_cap))
+
+    def decode(self, c: Context) -> Decode:
+        d, s, col, L, D, n = c.d, c.scheme, c.col, c.L, c.shape.hidden, c.n
+        bb, F, Bg = col(d.batch), col(d.gpu_tflops * 1e12), col(d.gpu_mem_bw_gbps * GB)
+        k = self.selected(c)
+        dense = min(s.dense_layers, L)
+        full_h2d = c.h2d(c.e * bb * n)
+        sel_h2d = c.h2d(c.e * bb * k)
+        gather_bw = s.gather_gbps * GB if s.gather_gbps > 0 else col(d.cpu_mem_bw_gbps * GB)
+        gather = 2 * c.e * bb * k * col(c.cc) / gather_bw  # read scattered rows + write the pinned buffer
+        rD = col(d.partial_ratio) * D
+        spec = (np.maximum(2 * bb * (D + 1) * rD / F, 2 * (D + 1) * rD / Bg)
+                + np.maximum(2 * bb * n * rD / F, 2 * bb * n * rD / Bg)
+                + bb * c.shape.heads * n / s.topk_elems_per_s)
+        comp_dense = c.lin + c.attn(n)
+        comp_sparse = c.lin + c.attn(k + 1) + spec
+        exposed = np.maximum(0.0, gather + sel_h2d - c.ffn_time)
+        step = (dense * (comp_dense + full_h2d + c.w_h2d + c.d2h)
+                + (L - dense) * (comp_sparse + exposed + c.w_h2d + c.d2h))
+        if dense < L:  # a sparse block (the paper's Fig. 18 block)
+            block_xfer, block_total = exposed + c.w_h2d + c.d2h, comp_sparse + exposed + c.w_h2d + c.d2h
+        else:
+            block_xfer = full_h2d + c.w_h2d + c.d2h
+            block_total = comp_dense + block_xfer
+        h2d_bytes = (dense * c.e * n + (L - dense) * c.e * k).sum(axis=1) * d.batch * c.cc
+        return Decode(step, block_xfer, block_total, k.mean(axis=1), h2d_bytes)
+
+    def gpu_extra_bytes(self, c: Context) -> np.ndarray:
+        L, D, d = c.L, c.shape.hidden, c.d
+        return L * (D + 1) * d.partial_ratio * D * 2 + L * d.batch * (c.prompt + c.gen) * d.partial_ratio * D * 2
+
+    def cpu_pool_share(self, c: Context) -> Any:
+        return c.d.pool_fraction
+
+
+#: ``OffloadScheme.kv_fraction`` -> how that scheme moves, keeps and attends to the KV cache
+KV_SCHEMES: dict[str, FullKV] = {"full": FullKV(), "h2o": H2OKV(), "int4": Int4KV(), "infinigen": InfiniGenKV()}
+
+
 def evaluate(d: OffloadDesign, shape: ModelShape, prompt: int, gen: int, scheme: OffloadScheme,
-             energy: EnergyTable) -> dict[str, np.ndarray]:
+             energy: EnergyTable, *, chunk: int = 4096) -> dict[str, np.ndarray]:
+    """Metrics (``METRICS``) per design point; invalid points (``invalid_reason``) get NaN."""
+    kv = KV_SCHEMES[scheme.kv_fraction]
+    return evaluate_valid(d, lambda idx: _evaluate(d.take(idx), shape, prompt, gen, scheme, kv, energy), METRICS,
+                          chunk=chunk)
+
+
+def _evaluate(d: OffloadDesign, shape: ModelShape, prompt: int, gen: int, scheme: OffloadScheme, kv: FullKV,
+              energy: EnergyTable) -> dict[str, np.ndarray]:
     L, D = shape.layers, shape.hidden
     b = d.batch
     e = 4.0 * shape.kv_dim  # KV bytes per token per layer (fp16 K and V)
     p_layer = float(shape.linear_params_per_layer())
     w_layer = 2.0 * p_layer
     F = d.gpu_tflops * 1e12
-    Bg, Bc = d.gpu_mem_bw_gbps * GB, d.cpu_mem_bw_gbps * GB
+    Bg = d.gpu_mem_bw_gbps * GB
     H2D, D2H = d.pcie_h2d_gbps * GB, d.pcie_d2h_gbps * GB
     cc = 1.0 - d.kv_gpu
     total_len = prompt + gen
-    k_cap = np.floor(d.budget * total_len)
+
+    # ---- decode: steps t = 1 .. gen-1, context n_t = prompt + t ----
+    steps = np.arange(1, gen, dtype=np.float64)
+    col = Context.col
+    lin = np.maximum(2 * p_layer * col(b) / col(F), w_layer * col(d.weights_gpu) / col(Bg))
+    ffn_share = (3 if shape.gated_mlp else 2) * D * shape.ffn / p_layer
+    c = Context(d=d, shape=shape, scheme=scheme, prompt=prompt, gen=gen, e=e, n=(prompt + steps)[None, :],
+                k_cap=np.floor(d.budget * total_len), lin=lin, ffn_time=lin * ffn_share,
+                w_h2d=w_layer * (1 - col(d.weights_gpu)) / col(H2D), d2h=e * col(b) * col(cc) / col(D2H))
 
     # ---- prefill (per layer) ----
     pre_lin = np.maximum(2 * p_layer * b * prompt / F, w_layer * d.weights_gpu / Bg)
     pre_attn = 4 * b * prompt * prompt * D / F
     pre_w_h2d = w_layer * (1 - d.weights_gpu) / H2D
     pre_kv_d2h = e * b * prompt * cc / D2H
-    spec_pre = 0.0
-    if scheme.kv_fraction == "infinigen" and scheme.dense_layers < L:  # partial keys of the prompt (r*D columns)
-        spec_pre = 2 * b * prompt * D * d.partial_ratio * D / F
-    pre_comp = pre_lin + pre_attn + spec_pre
+    pre_comp = pre_lin + pre_attn + kv.prefill_compute(c)
     pre_xfer = pre_w_h2d + pre_kv_d2h
     prefill = L * np.where(d.overlap > 0, np.maximum(pre_comp, pre_xfer), pre_comp + pre_xfer)
 
-    # ---- decode: steps t = 1 .. gen-1, context n_t = prompt + t ----
-    steps = np.arange(1, gen, dtype=np.float64)
-    n = (prompt + steps)[None, :]  # [1, S]
-    col = lambda a: np.asarray(a)[:, None]  # noqa: E731
-    bb = col(b)
-    lin = np.maximum(2 * p_layer * bb / col(F), w_layer * col(d.weights_gpu) / col(Bg))
-    ffn_share = (3 if shape.gated_mlp else 2) * D * shape.ffn / p_layer
-    ffn_time = lin * ffn_share
-    w_h2d = w_layer * (1 - col(d.weights_gpu)) / col(H2D)
-    d2h = e * bb * col(cc) / col(D2H)
-
-    def attn(tokens: np.ndarray) -> np.ndarray:
-        return np.maximum(4 * bb * tokens * D / col(F), e * bb * tokens / col(Bg))
-
-    kind = scheme.kv_fraction
-    if kind == "infinigen":
-        k = np.minimum(selected_tokens(scheme, n, col(d.k_scale)), col(k_cap))
-        dense = min(scheme.dense_layers, L)
-        full_h2d = e * bb * n * col(cc) / col(H2D)
-        sel_h2d = e * bb * k * col(cc) / col(H2D)
-        gather_bw = scheme.gather_gbps * GB if scheme.gather_gbps > 0 else col(Bc)
-        gather = 2 * e * bb * k * col(cc) / gather_bw  # read scattered rows + write the pinned buffer
-        rD = col(d.partial_ratio) * D
-        spec = (np.maximum(2 * bb * (D + 1) * rD / col(F), 2 * (D + 1) * rD / col(Bg))
-                + np.maximum(2 * bb * n * rD / col(F), 2 * bb * n * rD / col(Bg))
-                + bb * shape.heads * n / scheme.topk_elems_per_s)
-        comp_dense = lin + attn(n)
-        comp_sparse = lin + attn(k + 1) + spec
-        exposed = np.maximum(0.0, gather + sel_h2d - ffn_time)
-        step = (dense * (comp_dense + full_h2d + w_h2d + d2h)
-                + (L - dense) * (comp_sparse + exposed + w_h2d + d2h))
-        if dense < L:  # a sparse block (the paper's Fig. 18 block)
-            block_xfer, block_total = exposed + w_h2d + d2h, comp_sparse + exposed + w_h2d + d2h
-        else:
-            block_xfer = full_h2d + w_h2d + d2h
-            block_total = comp_dense + block_xfer
-        mean_k = k.mean(axis=1)
-    else:
-        if kind == "h2o":
-            tokens = np.minimum(n, col(k_cap))
-            kv_h2d = e * bb * tokens * col(cc) / col(H2D)
-            comp = lin + attn(tokens)
-        elif kind == "int4":
-            tokens = n
-            kv_h2d = scheme.int4_bytes_ratio * e * bb * n * col(cc) / col(H2D)
-            comp = lin + attn(n) + e * bb * n * col(cc) / (scheme.int4_dequant_gbps * GB)
-        else:
-            tokens = n
-            kv_h2d = e * bb * n * col(cc) / col(H2D)
-            comp = lin + attn(n)
-        xfer = kv_h2d + w_h2d + d2h
-        layer = np.where(col(d.overlap) > 0, np.maximum(comp, xfer), comp + xfer)
-        step = L * layer
-        block_xfer, block_total = xfer, layer
-        mean_k = np.mean(np.broadcast_to(tokens, step.shape), axis=1)
+    dec = kv.decode(c)
+    step = dec.step
     decode = step.sum(axis=1) if step.size else np.zeros(len(d))
     latency = prefill + decode
     last = (lambda a: np.broadcast_to(a, step.shape)[:, -1]) if step.size else (lambda a: np.zeros(len(d)))
-    transfer_share = last(block_xfer) / last(block_total)
+    transfer_share = last(dec.block_xfer) / last(dec.block_total)
 
     # ---- bytes, memory ----
-    if kind == "infinigen":
-        h2d_decode = (dense * e * n + (L - dense) * e * k).sum(axis=1) * b * cc
-    elif kind == "h2o":
-        h2d_decode = L * e * np.minimum(n, col(k_cap)).sum(axis=1) * b * cc
-    elif kind == "int4":
-        h2d_decode = L * scheme.int4_bytes_ratio * e * n.sum() * b * cc
-    else:
-        h2d_decode = L * e * n.sum() * b * cc
-    h2d = h2d_decode + (gen - 1) * L * w_layer * (1 - d.weights_gpu) + L * w_layer * (1 - d.weights_gpu)
+    h2d = dec.kv_h2d_bytes + (gen - 1) * L * w_layer * (1 - d.weights_gpu) + L * w_layer * (1 - d.weights_gpu)
     d2h_bytes = L * e * b * cc * (prompt + gen - 1)
     kv_all = L * e * b * total_len
-    kv_resident = {"h2o": L * e * b * k_cap}.get(kind, kv_all)
+    kv_resident = kv.resident_bytes(c, kv_all)
     kv_gpu_bytes = kv_resident * d.kv_gpu
     work = b * max(prompt, 1) * (2 * D + 2 * shape.ffn + 2 * shape.heads * prompt) * 2  # one layer's activations
-    partial = np.zeros(len(d))
-    if kind == "infinigen":
-        partial = L * (D + 1) * d.partial_ratio * D * 2 + L * b * total_len * d.partial_ratio * D * 2
-    gpu_need = L * w_layer * d.weights_gpu + kv_gpu_bytes + partial + work
-    cpu_kv = kv_resident * cc * (d.pool_fraction if kind == "infinigen" else 1.0)
+    gpu_need = L * w_layer * d.weights_gpu + kv_gpu_bytes + kv.gpu_extra_bytes(c) + work
+    cpu_kv = kv_resident * cc * kv.cpu_pool_share(c)
     cpu_need = L * w_layer * (1 - d.weights_gpu) + cpu_kv
 
     # ---- energy ----
-    flops = L * b * (2 * p_layer * (prompt + gen - 1) + 4 * D * (prompt * prompt + float(n.sum())))
+    flops = L * b * (2 * p_layer * (prompt + gen - 1) + 4 * D * (prompt * prompt + float(c.n.sum())))
     gpu_bytes = L * w_layer * gen + kv_all * 0.5 * gen
     en = (flops * energy.gpu_pj_per_flop + gpu_bytes * energy.gpu_mem_pj_per_byte
           + (h2d + d2h_bytes) * (energy.pcie_pj_per_byte + energy.cpu_mem_pj_per_byte)) * 1e-12 \
         + (energy.gpu_static_w + energy.cpu_static_w) * latency
-    tokens_out = b * gen
-    return {
-        "latency_s": latency, "prefill_s": prefill, "decode_s": decode, "tokens_per_s": tokens_out / latency,
-        "transfer_share": transfer_share, "h2d_bytes": h2d, "energy_j": en, "energy_per_token_j": en / tokens_out,
+    return with_derived({
+        "latency_s": latency, "prefill_latency_s": prefill, "decode_latency_s": decode, "energy_j": en,
+        "transfer_share": transfer_share, "h2d_bytes": h2d,
         "gpu_mem_gb": gpu_need / GB, "cpu_mem_gb": cpu_need / GB,
         "gpu_mem_headroom_gb": d.gpu_mem_gb - gpu_need / GB, "cpu_mem_headroom_gb": d.cpu_mem_gb - cpu_need / GB,
-        "mean_selected_tokens": mean_k,
-    }
+        "mean_selected_tokens": dec.mean_k,
+    }, b * gen)

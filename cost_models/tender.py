@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from cost_models import systolic
-from cost_models.accelerator import WORKLOAD_METRICS
-from cost_models.design import array_fields, first_failure
+from cost_models.design import array_fields, evaluate_valid, first_failure
+from cost_models.metrics import described, with_derived
 from cost_models.tech import Tech
 from workloads.operators import GemmOps, Phase
 
@@ -127,8 +127,7 @@ def _codes(values: np.ndarray, names: tuple[str, ...], key: str) -> np.ndarray:
     return values.astype(np.int64)
 
 
-METRICS: dict[str, str] = {
-    **WORKLOAD_METRICS,
+METRICS: dict[str, str] = described({
     "energy_mac_j": "PE-array energy (MACs, rescale bubbles, outlier units) [J]",
     "energy_sram_j": "scratchpad, index- and output-buffer energy [J]",
     "energy_dram_j": "HBM energy [J]",
@@ -138,12 +137,10 @@ METRICS: dict[str, str] = {
     "area_pe_mm2": "PE-array area [mm^2]",
     "area_sram_mm2": "on-chip buffer area [mm^2]",
     "area_vpu_mm2": "vector-unit area [mm^2]",
-    "power_w": "average power (energy / latency) [W]",
     "utilization": "useful MACs / (PEs x array cycles) [0-1]",
     "bubble_share": "share of array cycles spent in rescale bubbles [0-1]",
-    "edp_js": "energy-delay product [J s]",
     "acc_headroom_bits": "accumulator width minus 2b + ceil(log2 K) + (G - 1) [bits]",
-}
+})
 
 
 def pe_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
@@ -318,13 +315,11 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     total_cycles = (cycles * cnt).sum(axis=1)
     gen = float(ops.generated_tokens)
     k_max = float(ops.K[~attention[0]].max())
-    return {
+    return with_derived({
         "latency_s": latency,
         "prefill_latency_s": lat_all[:, prefill].sum(axis=1) + vec_time[:, 0],
         "decode_latency_s": lat_all[:, ~prefill].sum(axis=1) + vec_time[:, 1],
-        "tokens_per_s": gen / latency,
         "energy_j": energy,
-        "energy_per_token_j": energy / gen,
         "energy_mac_j": parts["mac"],
         "energy_sram_j": parts["sram"],
         "energy_dram_j": parts["dram"],
@@ -334,25 +329,16 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
         "area_pe_mm2": area_pe,
         "area_sram_mm2": area_sram,
         "area_vpu_mm2": area_vpu,
-        "power_w": energy / latency,
         "utilization": (macs * cnt).sum(axis=1) / (d.rows * d.cols * total_cycles
                                                   / np.where(d.bits == 8, np.where(d.int8_pe == 0, 4, 1), 1)),
         "bubble_share": (bubbles * cnt).sum(axis=1) / total_cycles,
-        "edp_js": energy * latency,
         "acc_headroom_bits": d.acc_bits - (2 * d.bits + np.ceil(np.log2(k_max))
                                            + np.where(scheme.decomposed, d.groups - 1, 0)),
-    }
+    }, gen)
 
 
 def evaluate(design: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme, *, chunk: int = 4096
              ) -> dict[str, np.ndarray]:
     """Metrics (``METRICS``) per design point; invalid points (``invalid_reason``) get NaN."""
-    bad = design.invalid_reason() != ""
-    out = {k: np.full(len(design), np.nan) for k in METRICS}
-    good = np.flatnonzero(~bad)
-    for start in range(0, good.size, chunk):
-        idx = good[start:start + chunk]
-        part = _evaluate_group(design.take(idx), ops, tech, scheme)
-        for k in METRICS:
-            out[k][idx] = part[k]
-    return out
+    return evaluate_valid(design, lambda idx: _evaluate_group(design.take(idx), ops, tech, scheme), METRICS,
+                          chunk=chunk)

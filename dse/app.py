@@ -43,7 +43,7 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     summary = summarise(table, result.wall_s, {
         "this_session": {"asked": result.n_asked, "failed": result.n_failed},
         "study_name": cfg.search.study_name,
-        "sampler": cfg.search.sampler,
+        "sampler": cfg.search.sampler_name,
         "seed": cfg.search.seed,
         "system": cfg.system.name,
         "model": cfg.model.name,

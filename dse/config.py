@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf needs typing generics
+from typing import Any, Dict, List, Optional, TypeVar  # noqa: UP035 - OmegaConf needs typing generics
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cost_models.tech import Tech
 from workloads import ModelShape, WorkloadSpec
+from workloads.accuracy.specs import KVSpec, QuantSpec, kv_method_names
 from workloads.checks import require_choice
+
+T = TypeVar("T")
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -32,6 +35,14 @@ def _require(ok: bool, key: str, message: str) -> None:
 
 def _choice(value: Any, key: str, allowed: list[Any] | tuple[Any, ...]) -> None:
     require_choice(key, value, allowed, ConfigError)
+
+
+def _build(cls: type[T], node: Any) -> T:
+    """``cls`` from the same-named fields of a config node, its ValueError turned into a ConfigError."""
+    try:
+        return cls(**{f.name: getattr(node, f.name) for f in fields(cls)})  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass
@@ -101,13 +112,10 @@ class ModelConfig:
     tender_groups_int8: Optional[int] = None
 
     def __post_init__(self) -> None:
-        try:
-            self.to_shape()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.to_shape()
 
     def to_shape(self) -> ModelShape:
-        return ModelShape(**{f.name: getattr(self, f.name) for f in fields(ModelShape)})
+        return _build(ModelShape, self)
 
 
 @dataclass
@@ -119,13 +127,10 @@ class WorkloadConfig:
     include_lm_head: bool = True
 
     def __post_init__(self) -> None:
-        try:
-            self.to_spec()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.to_spec()
 
     def to_spec(self) -> WorkloadSpec:
-        return WorkloadSpec(**{f.name: getattr(self, f.name) for f in fields(WorkloadSpec)})
+        return _build(WorkloadSpec, self)
 
 
 PARAM_TYPES = ("int", "float", "categorical")
@@ -176,8 +181,15 @@ class Bound:
 
 @dataclass
 class SystemConfig:
+    """One explored system: its cost-model ``family`` (a module of ``dse/systems/``), the complete
+    hardware (``hw``), the searched ``space``, ``objectives``, ``constraints`` and the ``mechanism``
+    parameters of its scheme (each with a source). ``kv_method``: the KV selection the accuracy
+    emulation runs for it (a module of ``workloads/accuracy/kvmethods/``; null: none is emulated)."""
+
     name: str = MISSING
+    family: str = MISSING
     description: str = ""
+    kv_method: Optional[str] = None
     hw: Dict[str, Any] = field(default_factory=dict)
     space: Dict[str, ParamSpec] = field(default_factory=dict)
     objectives: Dict[str, str] = field(default_factory=dict)
@@ -186,6 +198,8 @@ class SystemConfig:
 
     def __post_init__(self) -> None:
         _require(bool(self.objectives), "system.objectives", "at least one objective is needed")
+        if self.kv_method is not None:
+            _choice(self.kv_method, "system.kv_method", kv_method_names())
         for key, q in self.mechanism.items():
             _require(bool(str(q.source).strip()), f"system.mechanism.{key}.source", "every parameter needs a source")
         for metric, direction in self.objectives.items():
@@ -197,30 +211,32 @@ class SystemConfig:
                      "give max and/or min")
 
 
-SAMPLERS = ("nsga2", "tpe", "random", "gp", "grid")
-
-
 @dataclass
 class SearchConfig:
-    sampler: str = "nsga2"
+    """The Optuna study. ``sampler`` is one file of the ``search/sampler`` config group: ``_target_`` (the
+    sampler class), ``name``, and the class's own options (checked against its signature)."""
+
+    sampler: Dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     n_trials: int = 200
     timeout: Optional[float] = None
     storage: Optional[str] = None
     study_name: str = "tide"
     resume: bool = False
-    population_size: int = 24
-    n_startup_trials: int = 10
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _choice(self.sampler, "search.sampler", SAMPLERS)
+        from dse.samplers import check_sampler  # imports optuna: only when a config is validated
+
+        check_sampler(self.sampler)
         _require(self.n_trials >= 1, "search.n_trials", f"must be >= 1, got {self.n_trials}")
         _require(self.timeout is None or self.timeout > 0, "search.timeout",
                  f"must be > 0 seconds or null, got {self.timeout}")
-        _require(self.population_size >= 2, "search.population_size", f"must be >= 2, got {self.population_size}")
-        _require(self.n_startup_trials >= 0, "search.n_startup_trials", "must be >= 0")
         _require(bool(self.study_name.strip()), "search.study_name", "must not be empty")
+
+    @property
+    def sampler_name(self) -> str:
+        return str(self.sampler.get("name", self.sampler.get("_target_", "?")))
 
 
 ACCURACY_OBJECTIVES = ("ppl_increase", "ppl", "none")
@@ -277,16 +293,10 @@ class QuantConfig:
     quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too
 
     def __post_init__(self) -> None:
-        try:
-            self.to_spec()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        _choice(self.rounding, "quant.rounding", ("rup", "rdn"))
+        self.to_spec()
 
-    def to_spec(self) -> Any:
-        from workloads.emulation import QuantSpec  # torch only where accuracy is used
-
-        return QuantSpec(**{f.name: getattr(self, f.name) for f in fields(self)})
+    def to_spec(self) -> QuantSpec:
+        return _build(QuantSpec, self)
 
 
 @dataclass
@@ -302,15 +312,10 @@ class KVConfig:
     dense_layers: int = 2
 
     def __post_init__(self) -> None:
-        try:
-            self.to_spec()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.to_spec()
 
-    def to_spec(self) -> Any:
-        from workloads.kvselect import KVSpec
-
-        return KVSpec(**{f.name: getattr(self, f.name) for f in fields(self)})
+    def to_spec(self) -> KVSpec:
+        return _build(KVSpec, self)
 
 
 PLOT_FORMATS = ("png", "svg", "pdf")

@@ -26,14 +26,12 @@ def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
     cfg = config_from_document(doc)
     system = make_system(cfg)
     point = dict(cfg.system.hw)
-    evaluation = system.evaluate(point)
-    if evaluation.invalid[0]:
-        raise ValueError(f"design is invalid: {evaluation.invalid[0]}")
-    metrics = {k: float(v[0]) for k, v in evaluation.metrics.items()}
+    invalid = system.invalid(point)[0]
+    if invalid:
+        raise ValueError(f"design is invalid: {invalid}")
     problem, _ = problem_for(cfg, system)
     extra = problem.extra(point)
-    if extra:
-        metrics = {k: float(v[0]) for k, v in system.evaluate_measured(point, extra).metrics.items()}
+    metrics = {k: float(v[0]) for k, v in system.evaluate(point, extra).metrics.items()}
     metrics.update({k: float(np.asarray(v).reshape(-1)[0]) for k, v in extra.items() if np.size(v) == 1})
     return metrics
 

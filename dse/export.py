@@ -32,7 +32,7 @@ def design_document(cfg: Config, problem: Problem, trial: optuna.trial.FrozenTri
     metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     return {
         "tide_design": FORMAT_VERSION,
-        "system": {"name": cfg.system.name, "hw": hw,
+        "system": {"name": cfg.system.name, "family": cfg.system.family, "kv_method": cfg.system.kv_method, "hw": hw,
                    "mechanism": {k: _plain(q) for k, q in cfg.system.mechanism.items()}},
         "model": _plain(cfg.model),
         "workload": _plain(cfg.workload),
@@ -98,17 +98,33 @@ def export_designs(cfg: Config, system: System, problem: Problem, pareto: list[o
     return written
 
 
+def _shipped(name: str) -> tuple[str, str | None]:
+    """Family and KV method of the shipped ``conf/system/<name>.yaml`` (design files written before
+    they were recorded)."""
+    from hydra import compose, initialize_config_dir
+
+    from dse.config import CONF_DIR, register_schema
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        system = compose(config_name="config", overrides=[f"system={name}"]).system
+    return str(system.family), system.kv_method
+
+
 def config_from_document(doc: dict[str, Any]) -> Config:
     """The run configuration a design file describes (search settings at their defaults)."""
     from dse.config import to_config  # local: avoids a cycle at import time
 
     if doc.get("tide_design") != FORMAT_VERSION:
         raise ValueError(f"not a TIDE design file (tide_design: {doc.get('tide_design')!r})")
+    system = doc["system"]
+    family, kv_method = (system["family"], system.get("kv_method")) if "family" in system else _shipped(system["name"])
     base = OmegaConf.structured(Config)
     node = OmegaConf.merge(base, {
-        "system": {"name": doc["system"]["name"], "hw": doc["system"]["hw"], "objectives": doc["objectives"],
-                   "mechanism": doc["system"].get("mechanism", {})},
-        "model": doc["model"], "tech": doc["tech"], "workload": doc["workload"], "search": {},
+        "system": {"name": system["name"], "family": family, "kv_method": kv_method, "hw": system["hw"],
+                   "objectives": doc["objectives"], "mechanism": system.get("mechanism", {})},
+        "model": doc["model"], "tech": doc["tech"], "workload": doc["workload"],
+        "search": {"sampler": {"name": "random", "_target_": "optuna.samplers.RandomSampler"}},  # not used
         "accuracy": doc.get("accuracy") or {"objective": "none", "max_ppl_increase": None},
     })
     return to_config(node)

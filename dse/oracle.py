@@ -40,9 +40,15 @@ class Measurement:
     stats: dict[str, Any] | None = None  # KV selection: selected-token statistics
 
 
+def _kv_method(name: str) -> Any:
+    from workloads.accuracy.kvselect import kv_method
+
+    return kv_method(name)
+
+
 class AccuracyOracle:
     def __init__(self, cfg: AccuracyConfig) -> None:
-        from workloads.real_model import ModelSource, default_cache_dir
+        from workloads.accuracy.real_model import ModelSource, default_cache_dir
 
         self.cfg = cfg
         self.cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
@@ -69,8 +75,8 @@ class AccuracyOracle:
     # -- keys ---------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         if self._identity is None:
-            from workloads.real_model import pick_device, pick_dtype
-            from workloads.text import text_sha256
+            from workloads.accuracy.real_model import pick_device, pick_dtype
+            from workloads.accuracy.text import text_sha256
 
             dev = pick_device(self.cfg.device)
             self._identity = {
@@ -90,11 +96,11 @@ class AccuracyOracle:
         # installed it) is provenance only, so checkouts with the same model share measurements.
         payload = {**{k: v for k, v in self.identity().items() if k != "model"}, "quant": quant}
         uses_calib = (spec.method == "tender" and spec.mode == "calibrated") or (
-            kv is not None and kv.method == "infinigen")
+            kv is not None and _kv_method(kv.method).needs_skew)
         if not uses_calib:
             payload["calib_sha256"] = None
             payload["calib_windows"] = None
-        if kv is not None and kv.method != "dense":  # dense attention keeps the keys of quantisation-only runs
+        if kv is not None and kv.selects:  # dense attention keeps the keys of quantisation-only runs
             payload["kv"] = dataclasses.asdict(kv)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -152,7 +158,7 @@ class AccuracyOracle:
         return Measurement(hit[0], hit[1], key, True, hit[2] or 0.0, hit[3])
 
     def baseline(self) -> Measurement:
-        from workloads.emulation import QuantSpec
+        from workloads.accuracy.specs import QuantSpec
 
         return self.measure(QuantSpec())
 
@@ -160,8 +166,8 @@ class AccuracyOracle:
         if self._loaded is None:
             import torch
 
-            from workloads.real_model import load
-            from workloads.text import read_wikitext, token_windows
+            from workloads.accuracy.real_model import load
+            from workloads.accuracy.text import read_wikitext, token_windows
 
             if self.cfg.threads > 0:
                 torch.set_num_threads(self.cfg.threads)
@@ -174,7 +180,7 @@ class AccuracyOracle:
 
     def _calib_windows(self) -> Any:
         """The calibration windows (``accuracy.calib_windows`` x ``seq_len`` tokens), tokenised once."""
-        from workloads.text import read_wikitext, token_windows
+        from workloads.accuracy.text import read_wikitext, token_windows
 
         if self._calib_ids is None:
             lm, _windows, bos = self._load()
@@ -187,7 +193,7 @@ class AccuracyOracle:
 
     def _calibration(self, chunk: int) -> Any:
         """Tender's calibrated statistics for row chunks of ``chunk`` (once per chunk size)."""
-        from workloads.emulation import collect_calibration
+        from workloads.accuracy.emulation import collect_calibration
 
         if chunk not in self._calib:
             lm = self._load()[0]
@@ -196,7 +202,7 @@ class AccuracyOracle:
 
     def _skew_matrices(self) -> Any:
         """InfiniGen's skewing matrices from the calibration text (once per oracle)."""
-        from workloads.kvselect import calibrate_skew
+        from workloads.accuracy.kvselect import calibrate_skew
 
         if self._skew is None:
             lm = self._load()[0]
@@ -206,26 +212,24 @@ class AccuracyOracle:
     def _run(self, spec: Any, kv: Any = None) -> tuple[float, int, dict | None]:
         from tqdm import tqdm
 
-        from workloads.emulation import quantized
-        from workloads.kvselect import Selector, kv_selection, selected_token_stats
-        from workloads.perplexity import perplexity
+        from workloads.accuracy.emulation import quantized
+        from workloads.accuracy.kvselect import Selector, kv_selection, selected_token_stats
+        from workloads.accuracy.perplexity import perplexity
 
         lm, windows, _ = self._load()
         calib = self._calibration(spec.chunk) if spec.method == "tender" and spec.mode == "calibrated" else None
         desc = f"ppl[{spec.method}" + (f" b{spec.bits} G{spec.groups} S{spec.chunk} {spec.mode}"
                                         if spec.method == "tender" else f" b{spec.bits}" if spec.method != "none"
                                         else "")
-        if kv is not None and kv.method != "dense":
-            desc += f" kv:{kv.method} B{kv.budget}" + (f" a{kv.alpha} r{kv.partial_ratio} pool{kv.pool_size}"
-                                                        if kv.method == "infinigen" else "")
-        desc += "]"
+        method = _kv_method(kv.method) if kv is not None else None
+        desc += (method.label(kv) if method is not None else "") + "]"
         selector = None
         with contextlib.ExitStack() as stack:
             bar = stack.enter_context(tqdm(total=windows.count, desc=desc, unit="win", leave=False,
                                            disable=not self.cfg.progress))
             stack.enter_context(quantized(lm.model, spec, calib))
-            if kv is not None and kv.method != "dense":
-                skew = self._skew_matrices() if kv.method == "infinigen" else None
+            if method is not None and method.select is not None:
+                skew = self._skew_matrices() if method.needs_skew else None
                 selector = stack.enter_context(kv_selection(lm.model, Selector(kv, skew=skew)))
             result = perplexity(lm.model, windows, device=lm.device, progress=bar.update)
         stats = selected_token_stats(selector, windows.seq_len) if selector is not None else None

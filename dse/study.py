@@ -13,45 +13,21 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from tqdm import tqdm
 
-from dse.config import Config, ConfigError, SearchConfig, SystemConfig
+from dse.config import Config, ConfigError, SearchConfig
 from dse.objectives import Problem, assess
-from dse.space import grid_size, grid_space, suggest
+from dse.samplers import exhausted, finite_size, make_sampler
+from dse.space import suggest
 from dse.systems import System
 
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "study.journal"
-
-
-class AskTellGridSampler(optuna.samplers.GridSampler):
-    """GridSampler for an ask/tell loop: the stock one calls ``study.stop()`` (valid only inside
-    ``study.optimize``) when the grid is exhausted; here the loop checks ``is_exhausted`` itself."""
-
-    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
-                    state: optuna.trial.TrialState, values: Any) -> None:
-        return None
-
-
-def make_sampler(search: SearchConfig, system: SystemConfig) -> optuna.samplers.BaseSampler:
-    s = search.sampler
-    if s == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=search.seed, population_size=search.population_size)
-    if s == "tpe":
-        return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.n_startup_trials)
-    if s == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
-    if s == "gp":
-        return optuna.samplers.GPSampler(seed=search.seed, n_startup_trials=search.n_startup_trials)
-    if s == "grid":
-        return AskTellGridSampler(grid_space(system.space), seed=search.seed)
-    raise ConfigError(f"search.sampler: {s!r} is not allowed")  # unreachable after validation
 
 
 def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseStorage | str:
@@ -68,9 +44,9 @@ def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseSto
 
 
 def open_study(cfg: Config, run_dir: Path, problem: Problem) -> optuna.Study:
+    sampler = make_sampler(cfg.search.sampler, cfg.search.seed, cfg.system.space)  # bad options: before any file
     storage = make_storage(cfg.search, run_dir)
     directions = list(problem.objectives.values())
-    sampler = make_sampler(cfg.search, cfg.system)
     name = cfg.search.study_name
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if cfg.search.resume and name not in existing:
@@ -104,10 +80,10 @@ def run_trial(trial: optuna.Trial, cfg: Config, system: System, problem: Problem
     """Evaluate one trial's design point; sets constraints and attributes on the trial."""
     params = suggest(trial, cfg.system.space)
     point = {**cfg.system.hw, **params}
-    evaluation = system.evaluate(point)
-    extra = problem.extra(point) if problem.providers and not evaluation.invalid[0] else {}
-    if extra:  # e.g. InfiniGen's cost model with the selected-token counts the measurement observed
-        evaluation = system.evaluate_measured(point, extra)
+    # Accuracy first (valid points only), then the cost model once with what the measurement observed
+    # (e.g. InfiniGen's selected-token counts).
+    extra = problem.extra(point) if problem.providers and not system.invalid(point)[0] else {}
+    evaluation = system.evaluate(point, extra)
     (result,) = assess(evaluation, problem.objectives, problem.constraints, extra)
     for key, value in result.constraints.items():
         trial.set_constraint(key, value)
@@ -122,18 +98,17 @@ def run_trial(trial: optuna.Trial, cfg: Config, system: System, problem: Problem
 def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem) -> LoopResult:
     """Ask/tell loop with a progress bar, ``n_trials`` and ``timeout``; failures never stop it."""
     search = cfg.search
-    n_total = search.n_trials
-    if search.sampler == "grid":
-        n_total = min(n_total, grid_size(cfg.system.space))
+    size = finite_size(study.sampler)
+    n_total = search.n_trials if size is None else min(search.n_trials, size)
     start = time.monotonic()
     failed = asked = 0
-    bar = tqdm(total=n_total, desc=f"search[{search.sampler}]", unit="trial", disable=not search.progress)
+    bar = tqdm(total=n_total, desc=f"search[{search.sampler_name}]", unit="trial", disable=not search.progress)
     try:
         while asked < n_total:
             if search.timeout is not None and time.monotonic() - start >= search.timeout:
                 log.info("timeout of %.1f s reached after %d trials", search.timeout, asked)
                 break
-            if isinstance(study.sampler, AskTellGridSampler) and study.sampler.is_exhausted(study):
+            if exhausted(study.sampler, study):
                 break
             trial = study.ask()
             asked += 1

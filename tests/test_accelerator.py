@@ -10,7 +10,7 @@ import pytest
 from cost_models import accelerator, systolic
 from cost_models.accelerator import SystolicDesign, evaluate
 from dse.config import Config
-from dse.systems import SystolicSystem
+from dse.systems.systolic import SystolicSystem
 from workloads import ModelShape, WorkloadSpec, build_operators
 
 BASE = dict(rows=64, cols=64, dataflow="os", bits=8, acc_bits=32, clock_ghz=1.0, a_buf_kib=256,

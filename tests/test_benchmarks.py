@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(("script", "args", "expect"), [
     ("bench_vectorised.py", ["--points", "2000", "--one-by-one", "20"], "speed-up x"),
-    ("bench_fakequant.py", ["--seq-len", "128", "--repeats", "1"], "ratio to plain"),
-    ("bench_kvselect.py", ["--seq-len", "128", "--repeats", "1"], "ratio to dense"),
+    pytest.param("bench_fakequant.py", ["--seq-len", "128", "--repeats", "1"], "ratio to plain",
+                 marks=pytest.mark.real_model),
+    pytest.param("bench_kvselect.py", ["--seq-len", "128", "--repeats", "1"], "ratio to dense",
+                 marks=pytest.mark.real_model),
 ])
 def test_benchmark_script_runs(script: str, args: list[str], expect: str) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,

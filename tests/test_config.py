@@ -22,7 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
     ("overrides", "pattern"),
     [
         (["search.n_trials=-3"], r"search\.n_trials.*>= 1"),
-        (["search.sampler=bogus"], r"search\.sampler.*'nsga2', 'tpe', 'random', 'gp', 'grid'"),
+        (["search.sampler.population_size=1"], r"search\.sampler.*population_size"),
+        (["+search.sampler.pop_size=8"], r"search\.sampler\.pop_size.*options:.*population_size"),
+        (["+search.sampler.seed=3"], r"search\.sampler\.seed.*search\.seed"),
+        (["system.family=bogus"], r"system\.family.*'offload', 'outlier_array', 'systolic', 'tender_infinigen'"),
+        (["system.kv_method=bogus"], r"system\.kv_method.*'dense', 'h2o', 'infinigen', 'local', 'oracle_topk'"),
+        (["system.space.dataflow.choices=[os,xs]"], r"system\.space\.dataflow\.choices.*'os', 'ws', 'is'"),
         (["search.timeout=-1"], r"search\.timeout"),
         (["system.objectives.latency_s=fastest"], r"system\.objectives\.latency_s.*minimize"),
         (["+system.hw.rowz=3"], r"system\.hw\.rowz.*allowed knobs"),
@@ -74,3 +79,17 @@ def test_tech_files_list_every_field_or_extend_one() -> None:
 def test_every_searched_knob_exists_in_hw(make_cfg: Callable[..., Config]) -> None:
     cfg = make_cfg()
     assert set(cfg.system.space) <= set(cfg.system.hw)
+
+
+def test_cost_side_imports_no_torch() -> None:
+    """Config validation, every system family and the search loop start without torch (only the accuracy
+    emulation needs it), so a cost-only search and ``python -m dse --help`` start fast."""
+    code = ("import sys, dse.config, dse.systems, dse.app, cost_models\n"
+            "from dse.systems import families, system_class\n"
+            "from tests.conftest import compose_raw\n"
+            "from dse.config import to_config\n"
+            "[system_class(f) for f in families()]\n"
+            "to_config(compose_raw(['system=infinigen']))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dse.config import Config
-from dse.systems import OutlierArraySystem, TenderInfiniGenSystem
+from dse.systems.outlier_array import OutlierArraySystem
+from dse.systems.tender_infinigen import TenderInfiniGenSystem
 
 
 @pytest.fixture

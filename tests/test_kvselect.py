@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from workloads import kvselect as ks
+from workloads.accuracy import kvselect as ks
+from workloads.accuracy.kvmethods import infinigen as ig
+from workloads.accuracy.kvmethods._base import keep_top_per_row
 
 
 def qk(H: int = 6, Hkv: int = 2, T: int = 40, d: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,7 +23,7 @@ def qk(H: int = 6, Hkv: int = 2, T: int = 40, d: int = 16, seed: int = 0) -> tup
 
 def test_skewed_scores_equal_the_original() -> None:
     q, k = qk()
-    A = ks.skew_matrices(q, n_rep=3)  # [Hkv, d, d]
+    A = ig.skew_matrices(q, n_rep=3)  # [Hkv, d, d]
     A_q = A.repeat_interleave(3, dim=0)
     original = q @ k.repeat_interleave(3, dim=0).transpose(-1, -2)
     skewed = (q @ A_q) @ (k @ A).repeat_interleave(3, dim=0).transpose(-1, -2)
@@ -32,7 +34,7 @@ def test_skewed_scores_equal_the_original() -> None:
 
 def test_skewing_concentrates_query_energy() -> None:
     q, _ = qk()
-    A = ks.skew_matrices(q, n_rep=3).repeat_interleave(3, dim=0)
+    A = ig.skew_matrices(q, n_rep=3).repeat_interleave(3, dim=0)
     energy = (q @ A).pow(2).sum(dim=(1,))  # [H, d] column energies after skewing
     top3 = energy.topk(3, dim=-1).values.sum(-1) / energy.sum(-1)
     raw = q.pow(2).sum(dim=1)
@@ -46,7 +48,7 @@ def test_partial_columns_pick_the_heaviest() -> None:
     q[0:2, :, 6] = 5.0
     k[0, :, 1] = 3.0
     q[2:4, :, 2] = 1.0
-    cols = ks.partial_columns(q, k, n_rep=2, ratio=0.25)
+    cols = ig.partial_columns(q, k, n_rep=2, ratio=0.25)
     assert cols.shape == (2, 2)
     assert set(cols[0].tolist()) == {6, 1}
     assert 2 in cols[1].tolist()
@@ -57,7 +59,7 @@ def test_keep_top_per_row_exact_counts() -> None:
     scores = torch.randn(3, 10, 10)
     causal = ks.causal_mask(10, torch.device("cpu")).unsqueeze(0)
     counts = torch.tensor([1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
-    keep = ks.keep_top_per_row(scores, counts, causal)
+    keep = keep_top_per_row(scores, counts, causal)
     assert torch.equal(keep.sum(-1), counts.expand(3, -1))
     assert not torch.any(keep & ~causal)
     # the kept entries are the largest allowed ones
@@ -72,8 +74,8 @@ def test_infinigen_counts_threshold_and_cap() -> None:
     s = torch.full((2, 4, 6), -math.inf)
     s[0, 3, :4] = torch.tensor([10.0, 7.0, 5.9, 9.5])  # within 4 of 10: 10, 7, 9.5 -> 3
     s[1, 3, :4] = torch.tensor([1.0, 0.0, -2.5, -3.5])  # within 4 of 1: 1, 0, -2.5 -> 3 (-3.5 is out)
-    assert ks.infinigen_counts(s, 4.0, cap=10)[3] == 3
-    assert ks.infinigen_counts(s, 4.0, cap=2)[3] == 2
+    assert ig.infinigen_counts(s, 4.0, cap=10)[3] == 3
+    assert ig.infinigen_counts(s, 4.0, cap=2)[3] == 2
 
 
 @pytest.mark.parametrize("policy", ["fifo", "lru", "counter"])
@@ -81,7 +83,7 @@ def test_eviction_truly_removes_tokens(policy: str) -> None:
     torch.manual_seed(1)
     H, T, capacity = 3, 80, 50
     s = torch.randn(H, T, T).masked_fill(~ks.causal_mask(T, torch.device("cpu")), -math.inf)
-    keep, counts, evicted_at = ks.evict_with_pool(s, alpha=2.0, cap=8, capacity=capacity, policy=policy)
+    keep, counts, evicted_at = ig.evict_with_pool(s, alpha=2.0, cap=8, capacity=capacity, policy=policy)
     for h in range(H):
         victims = [(int(evicted_at[h, j]), j) for j in range(T) if evicted_at[h, j] >= 0]
         rows = [r for r, _ in victims]
@@ -102,7 +104,7 @@ def test_lru_and_counter_differ_from_fifo() -> None:
     s = torch.randn(H, T, T).masked_fill(~ks.causal_mask(T, torch.device("cpu")), -math.inf)
     sets = {}
     for policy in ("fifo", "lru", "counter"):
-        _, _, evicted_at = ks.evict_with_pool(s, alpha=3.0, cap=10, capacity=capacity, policy=policy)
+        _, _, evicted_at = ig.evict_with_pool(s, alpha=3.0, cap=10, capacity=capacity, policy=policy)
         sets[policy] = set((evicted_at[0] >= 0).nonzero().flatten().tolist())
         assert len(sets[policy]) == T - capacity
     assert sets["lru"] != sets["fifo"] and sets["counter"] != sets["fifo"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workloads import quant
+from workloads.accuracy import quant
 
 
 def planted(T: int = 300, C: int = 96, seed: int = 0) -> torch.Tensor:

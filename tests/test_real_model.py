@@ -10,10 +10,10 @@ import pytest
 
 from dse.config import AccuracyConfig
 from dse.oracle import AccuracyOracle
-from workloads.emulation import QuantSpec
+from workloads.accuracy.specs import QuantSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.real_model
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_coupled_tender_search_records_measured_accuracy(tmp_path: Path) -> None
 
 
 def test_group_study_writes_plot_and_csv(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "dse.group_study", "+study.groups_max=3", "accuracy.windows=1",
+    proc = subprocess.run([sys.executable, "-m", "dse.studies.group_study", "+study.groups_max=3", "accuracy.windows=1",
                            "accuracy.seq_len=128", f"accuracy.cache_dir={tmp_path / 'c'}",
                            f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT,
                           timeout=900)
@@ -119,7 +119,7 @@ def test_group_study_writes_plot_and_csv(tmp_path: Path) -> None:
 
 
 def test_kv_selection_on_the_real_model(oracle: AccuracyOracle) -> None:
-    from workloads.kvselect import KVSpec
+    from workloads.accuracy.specs import KVSpec
 
     dense = oracle.baseline().ppl
     custom_dense = oracle.measure(QuantSpec(), KVSpec("dense"))

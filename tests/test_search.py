@@ -13,25 +13,33 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import yaml
 
 from dse import evaluate as evaluate_cli
 from dse.app import run_search
-from dse.config import Config, ConfigError
+from dse.config import CONF_DIR, Config, ConfigError
 from dse.objectives import assess, merged_constraints
 from dse.pareto import non_dominated
 from dse.report import study_table
 from dse.study import make_storage
-from dse.systems import SystolicSystem, make_system
+from dse.systems import make_system
+from dse.systems.systolic import SystolicSystem
 from tests.conftest import SMALL_SPACE
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_FILES = ("trials.csv", "pareto.csv", "pareto.png", "summary.json", "designs")
 
 
+SAMPLERS = sorted(p.stem for p in (CONF_DIR / "search" / "sampler").glob("*.yaml"))
+#: smaller start-up phases for a 14-trial study, applied to the samplers that have these options
+SMALL_OPTIONS = {"population_size": 8, "n_startup_trials": 5}
+
+
 def small_cfg(make_cfg: Callable[..., Config], sampler: str, n_trials: int, *extra: str) -> Config:
-    return make_cfg([f"search.sampler={sampler}", f"search.n_trials={n_trials}", "search.progress=false",
-                     "search.population_size=8", "search.n_startup_trials=5", "system.constraints.area_mm2.max=4",
-                     *extra], system__space=SMALL_SPACE)
+    options = yaml.safe_load((CONF_DIR / "search" / "sampler" / f"{sampler}.yaml").read_text())
+    small = [f"search.sampler.{k}={v}" for k, v in SMALL_OPTIONS.items() if k in options]
+    return make_cfg([f"search/sampler={sampler}", f"search.n_trials={n_trials}", "search.progress=false", *small,
+                     "system.constraints.area_mm2.max=4", *extra], system__space=SMALL_SPACE)
 
 
 def brute_force_front(cfg: Config) -> set[tuple[float, ...]]:
@@ -60,11 +68,17 @@ def test_grid_front_equals_brute_force(make_cfg: Callable[..., Config], tmp_path
     assert {tuple(t.values) for t in table.pareto} == brute_force_front(cfg)
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random", "gp"])
-def test_other_samplers_fronts_are_non_dominated(make_cfg: Callable[..., Config], tmp_path: Path,
-                                                 sampler: str) -> None:
+def test_every_sampler_has_a_test() -> None:
+    assert {"nsga2", "nsga3", "tpe", "random", "gp", "qmc", "grid"} <= set(SAMPLERS)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_runs_without_failures_to_a_non_dominated_front(make_cfg: Callable[..., Config],
+                                                                      tmp_path: Path, sampler: str) -> None:
     cfg = small_cfg(make_cfg, sampler, 14)
     summary = run_search(cfg, tmp_path)
+    assert summary["n_failed"] == 0, f"{sampler}: failed trials"
+    assert summary["n_trials"] == 14 and summary["sampler"] == sampler
     study = load_study(cfg, tmp_path)
     directions = list(cfg.system.objectives.values())
     table = study_table(study, list(cfg.system.objectives), directions)
@@ -111,11 +125,11 @@ def test_crashing_trials_are_recorded_and_the_study_goes_on(make_cfg: Callable[.
     calls = {"n": 0}
     original = SystolicSystem.evaluate
 
-    def flaky(self: SystolicSystem, points: dict) -> object:
+    def flaky(self: SystolicSystem, points: dict, measured: object = None) -> object:
         calls["n"] += 1
         if calls["n"] % 3 == 0:
             raise RuntimeError("injected model failure")
-        return original(self, points)
+        return original(self, points, measured)
 
     monkeypatch.setattr(SystolicSystem, "evaluate", flaky)
     summary = run_search(make_cfg(["search.n_trials=12", "search.progress=false"]), tmp_path)
@@ -129,7 +143,7 @@ def test_crashing_trials_are_recorded_and_the_study_goes_on(make_cfg: Callable[.
 def test_invalid_design_points_are_infeasible_not_crashes(make_cfg: Callable[..., Config],
                                                           tmp_path: Path) -> None:
     space = {"rows": {"type": "int", "low": 0, "high": 3}, "cols": {"type": "categorical", "choices": [8, 16]}}
-    cfg = make_cfg(["search.sampler=grid", "search.progress=false"], system__space=space)
+    cfg = make_cfg(["search/sampler=grid", "search.progress=false"], system__space=space)
     summary = run_search(cfg, tmp_path)
     assert summary["n_trials"] == 8 and summary["n_failed"] == 0
     assert summary["n_feasible"] == 6  # rows = 0 is invalid for both column counts

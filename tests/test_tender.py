@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from cost_models import systolic
 from cost_models import tender as T
 from dse.config import Config, to_config
-from dse.systems import OutlierArraySystem
+from dse.systems.outlier_array import OutlierArraySystem
 from tests.conftest import compose_raw
 from workloads.operators import GemmOps
 
@@ -103,7 +103,7 @@ def test_runtime_mode_costs_vpu_time(tender_system: OutlierArraySystem) -> None:
 
 
 def test_pe_overhead_and_third_party_area(make_cfg: Callable[..., Config]) -> None:
-    from dse.fidelity import area_report
+    from dse.studies.fidelity import area_report
 
     lines = area_report()
     native = float(lines[0].split(": ")[1].split(" mm^2")[0])

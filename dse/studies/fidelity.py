@@ -1,4 +1,4 @@
-"""``python -m dse.fidelity tender --out DIR``: the model against Tender's published ratios.
+"""``python -m dse.studies.fidelity tender --out DIR``: the model against Tender's published ratios.
 
 Workload (stated): batch 1, one 2048-token prefill, no decode (``gen_len = 1``). Tender's accuracy and
 performance evaluations process 2048-token sequences, and its ~3x speed-ups over ANT are only possible
@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 
 from cost_models import tender as tender_model
 from dse.config import CONF_DIR, Config, register_schema, to_config
-from dse.systems import OutlierArraySystem
+from dse.systems.outlier_array import OutlierArraySystem
 
 FIDELITY = CONF_DIR / "fidelity" / "tender.yaml"
 
@@ -149,7 +149,7 @@ INFINIGEN_COLUMNS = ["experiment", "model", "batch", "prompt_len", "gen_len", "s
 
 
 def offload_metrics(system: str, ref: dict[str, Any], batch: int, prompt: int, gen: int) -> dict[str, float]:
-    from dse.systems import OffloadSystem
+    from dse.systems.offload import OffloadSystem
 
     cfg = compose_config([f"system={system}", f"model={ref['model']}", f"platform@system.hw={ref['platform']}",
                           f"workload.prompt_len={prompt}", f"workload.gen_len={gen}"])
@@ -207,7 +207,7 @@ def infinigen_main(out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dse.fidelity", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dse.studies.fidelity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=["tender", "infinigen"])
     parser.add_argument("--out", type=Path, required=True)

@@ -25,34 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workloads import quant
-from workloads.checks import require_choice
+from workloads.accuracy import quant
+from workloads.accuracy.specs import QuantSpec
 
-METHODS = ("none", "tender", "per_tensor", "per_token")
 SHARED = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
 NO_BIAS = {"o_proj", "down_proj", "fc2"}
 UNSIGNED = {"fc2"}
-
-
-@dataclass(frozen=True)
-class QuantSpec:
-    method: str = "none"
-    bits: int = 8
-    groups: int = 8
-    chunk: int = 256
-    mode: str = "runtime"  # runtime | calibrated
-    rounding: str = "rup"
-    quantize_weights: bool = True
-    quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too (runtime statistics)
-
-    def __post_init__(self) -> None:
-        if self.quantize_attention and self.method != "tender":
-            raise ValueError("quant.quantize_attention=true needs quant.method=tender")
-        require_choice("quant.method", self.method, METHODS)
-        require_choice("quant.bits", self.bits, (4, 8))
-        if self.groups < 1 or self.chunk < 1:
-            raise ValueError("quant.groups and quant.chunk must be >= 1")
-        require_choice("quant.mode", self.mode, ("runtime", "calibrated"))
 
 
 @dataclass

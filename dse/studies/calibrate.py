@@ -1,4 +1,4 @@
-"""``python -m dse.calibrate tender``: fit the baselines' calibrated mechanism parameters.
+"""``python -m dse.studies.calibrate tender``: fit the baselines' calibrated mechanism parameters.
 
 Only parameters labelled "calibrated" in ``conf/system/*.yaml`` are fitted, each to the OPT rows of
 Tender's published speed-up figure (conf/fidelity/tender.yaml), in log space:
@@ -25,7 +25,7 @@ from collections.abc import Callable
 import yaml
 
 from dse.config import CONF_DIR
-from dse.fidelity import build_cases, evaluate_rows, ratios, reference
+from dse.studies.fidelity import build_cases, evaluate_rows, ratios, reference
 
 FITS = (("ant", "int8_share", "tender", 0.0, 1.0), ("olive", "int8_share", "olive", 0.0, 1.0),
         ("olaccel", "outlier_stall_cycles", "olaccel", 0.0, 16.0))
@@ -97,8 +97,8 @@ def fit_infinigen() -> dict[str, dict[str, float]]:
     speed-up over FlexGen at 2048 tokens (OPT-13B, batch 8) is the paper's 5.28 (Fig. 16a)."""
     import dataclasses as dc
 
-    from dse.fidelity import INFINIGEN, compose_config
-    from dse.systems import OffloadSystem
+    from dse.studies.fidelity import INFINIGEN, compose_config
+    from dse.systems.offload import OffloadSystem
 
     ref = yaml.safe_load(INFINIGEN.read_text())
     sl = ref["seq_len"]
@@ -123,7 +123,7 @@ def fit_infinigen() -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dse.calibrate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dse.studies.calibrate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=["tender", "infinigen"])
     parser.add_argument("--write", action="store_true", help="write the fitted values into conf/system/")

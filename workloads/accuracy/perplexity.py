@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from workloads.text import Windows
+from workloads.accuracy.text import Windows
 
 
 @dataclass(frozen=True)

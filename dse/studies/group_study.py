@@ -1,10 +1,10 @@
-"""``python -m dse.group_study``: perplexity against Tender's group count G at 4 and 8 bits.
+"""``python -m dse.studies.group_study``: perplexity against Tender's group count G at 4 and 8 bits.
 
 A Hydra app over the same ``conf/`` (so ``accuracy.*`` and ``quant.chunk``/``quant.mode`` apply);
 writes ``accuracy_vs_groups.csv`` and ``accuracy_vs_groups.png`` in the run directory. Every point
 goes through the persistent oracle, so a repeated study only measures what is new.
 
-    python -m dse.group_study accuracy.windows=8 accuracy.seq_len=2048 +study.groups_max=16
+    python -m dse.studies.group_study accuracy.windows=8 accuracy.seq_len=2048 +study.groups_max=16
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dse.config import CONF_DIR, ConfigError, register_schema, to_config
 
-log = logging.getLogger("dse.group_study")
+log = logging.getLogger("dse.studies.group_study")
 register_schema()
 
 

@@ -1,0 +1,112 @@
+"""What every explored system is: design points (dicts of knob arrays) -> metrics, through one
+cost-model family, with what its accuracy emulation runs."""
+
+from __future__ import annotations
+
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+import numpy as np
+
+from cost_models.design import DesignPoints
+from dse.config import Bound, Config, ConfigError, Quantity
+from workloads.accuracy.specs import KVSpec, QuantSpec
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics for P design points, and why a point could not be evaluated ('' when it could)."""
+
+    metrics: dict[str, np.ndarray]
+    invalid: np.ndarray
+
+
+def split_points(points: dict[str, Any]) -> list[dict[str, Any]]:
+    """Design points given as knob -> scalar or array, as one dict of scalars per point (arrays of one
+    element broadcast)."""
+    n = max((np.size(v) for v in points.values() if isinstance(v, np.ndarray)), default=1)
+    return [{k: (np.asarray(v).reshape(-1)[i if np.size(v) > 1 else 0] if isinstance(v, np.ndarray) else v)
+             for k, v in points.items()} for i in range(n)]
+
+
+def measured_fractions(measured: Mapping[str, np.ndarray] | None) -> np.ndarray | None:
+    """Selected-token fractions by relative window position from an accuracy measurement, if usable."""
+    frac = (measured or {}).get("selected_fraction_by_position")
+    return frac if frac is not None and np.all(np.isfinite(frac)) else None
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    if hint is bool:
+        return bool(value)
+    if hint is int:
+        return int(value)
+    if hint is float:
+        return float(value)
+    if typing.get_origin(hint) is tuple:
+        return tuple(float(x) for x in value)
+    return value
+
+
+def scheme_from_mechanism(cls: type[S], mechanism: Mapping[str, Quantity], **fixed: Any) -> S:
+    """A scheme dataclass from ``system.mechanism`` (each value converted to its field's type); an
+    unknown parameter is a configuration error naming the allowed ones."""
+    hints = typing.get_type_hints(cls)
+    allowed = sorted(f.name for f in fields(cls) if f.name not in fixed)  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, q in mechanism.items():
+        if key not in allowed:
+            raise ConfigError(f"system.mechanism.{key}: unknown parameter; allowed: {allowed}")
+        values[key] = _coerce(q.value, hints[key])
+    return cls(**fixed, **values)
+
+
+class System(ABC):
+    """One cost-model family behind a uniform, vectorised interface.
+
+    A family is a module of ``dse/systems/`` that defines ``SYSTEM`` (a subclass of this); a
+    ``conf/system/*.yaml`` names it with ``family:``. The family declares its metrics, the bounds every
+    design must meet (``intrinsic_constraints``), its knobs and the allowed values of its categorical
+    knobs (``knob_choices``)."""
+
+    #: metric name -> description with unit in brackets
+    metrics: dict[str, str]
+    #: bounds every design must meet whatever the user asks (e.g. accumulator overflow)
+    intrinsic_constraints: dict[str, Bound] = {}
+    #: categorical hardware knob -> its allowed values
+    knob_choices: dict[str, tuple[str, ...]] = {}
+
+    def __init__(self, cfg: Config) -> None:
+        self.name = cfg.system.name
+        self.kv_method = cfg.system.kv_method
+
+    @property
+    @abstractmethod
+    def knobs(self) -> tuple[str, ...]:
+        """Names of every hardware knob (the keys a complete design has)."""
+
+    @abstractmethod
+    def design(self, points: dict[str, Any]) -> DesignPoints:
+        """The cost model's design points for knob -> scalar or 1-D array."""
+
+    def invalid(self, points: dict[str, Any]) -> np.ndarray:
+        """Per point why the model cannot evaluate it ('' where it can), without evaluating it."""
+        return self.design(points).invalid_reason()
+
+    @abstractmethod
+    def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
+        """Metrics for design points given as knob -> scalar or 1-D array; ``measured``: what the accuracy
+        measurement of these points observed (e.g. selected-token fractions), used where the model can."""
+
+    def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per-operator rows for one design (for reports); systems may override."""
+        return []
+
+    def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
+        """(QuantSpec, KVSpec or None) of the algorithms this design runs, for the accuracy oracle, or
+        None if the system has no accuracy coupling. Knobs shared by hardware and algorithm drive both."""
+        return None

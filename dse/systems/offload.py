@@ -1,0 +1,61 @@
+"""Family ``offload``: FlexGen, H2O, INT4-KV and InfiniGen, offloaded inference on a GPU + CPU platform
+(cost_models/offload.py; the scheme's ``kv_fraction`` is a key of ``offload.KV_SCHEMES``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+
+from cost_models import offload
+from dse.config import Bound, Config, ConfigError
+from dse.systems._base import Evaluation, System, measured_fractions, scheme_from_mechanism
+from workloads.accuracy.specs import KVSpec, QuantSpec
+from workloads.checks import require_choice
+
+
+class OffloadSystem(System):
+    metrics = offload.METRICS
+    intrinsic_constraints = {"gpu_mem_headroom_gb": Bound(min=0.0), "cpu_mem_headroom_gb": Bound(min=0.0)}
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.shape = cfg.model.to_shape()
+        self.prompt, self.gen = cfg.workload.prompt_len, cfg.workload.gen_len
+        self.scheme = scheme_from_mechanism(offload.OffloadScheme, cfg.system.mechanism, name=self.name)
+        require_choice("system.mechanism.kv_fraction", self.scheme.kv_fraction, offload.KV_SCHEMES, ConfigError)
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(offload.OffloadDesign)) + tuple(
+            f.name for f in fields(offload.EnergyTable)) + ("alpha",)
+
+    def design(self, points: dict[str, Any]) -> offload.OffloadDesign:
+        return offload.OffloadDesign.from_mapping(points)
+
+    def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
+        if self.kv_method is None:
+            return None
+        kv = KVSpec(method=self.kv_method, budget=float(point["budget"]), alpha=float(point["alpha"]),
+                    partial_ratio=float(point["partial_ratio"]), pool_size=float(point["pool_fraction"]),
+                    dense_layers=self.scheme.dense_layers)
+        return QuantSpec(), kv
+
+    def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
+        """With measured selected-token fractions (InfiniGen on the proxy model, by relative position in
+        its window), they replace the published k table, mapped onto this workload's context lengths."""
+        scheme = self.scheme
+        frac = measured_fractions(measured)
+        if frac is not None and offload.KV_SCHEMES[scheme.kv_fraction].selects_tokens:
+            scheme = offload.with_measured_selection(scheme, frac, self.prompt + self.gen)
+            points = {**points, "k_scale": 1.0}
+        design = self.design(points)
+        energy = offload.EnergyTable(**{f.name: float(np.asarray(points[f.name]).reshape(-1)[0])
+                                        for f in fields(offload.EnergyTable)})
+        metrics = offload.evaluate(design, self.shape, self.prompt, self.gen, scheme, energy)
+        return Evaluation(metrics=metrics, invalid=design.invalid_reason())
+
+
+SYSTEM = OffloadSystem

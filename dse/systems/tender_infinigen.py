@@ -1,0 +1,58 @@
+"""Family ``tender_infinigen``: Tender as the compute device of offloaded inference with InfiniGen's KV
+prefetch (cost_models/joint.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+
+from cost_models import joint, offload, tender
+from dse.config import Bound, Config
+from dse.systems._base import Evaluation, System, measured_fractions, scheme_from_mechanism
+from dse.systems.outlier_array import tender_quant
+from workloads.accuracy.specs import KVSpec, QuantSpec
+
+
+class TenderInfiniGenSystem(System):
+    metrics = joint.JOINT_METRICS
+    intrinsic_constraints = {"acc_headroom_bits": Bound(min=0.0), "hbm_headroom_gb": Bound(min=0.0)}
+    knob_choices = {"mode": tender.MODES, "int8_pe": tender.INT8_PE}
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.shape = cfg.model.to_shape()
+        self.spec = cfg.workload.to_spec()
+        self.tech = cfg.tech.to_tech()
+        self.scheme = tender.Scheme(name="tender", decomposed=True)
+        self.offload = scheme_from_mechanism(offload.OffloadScheme, cfg.system.mechanism, name="infinigen",
+                                             kv_fraction="infinigen")
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(tender.TenderDesign)) + joint.EXTRA_KNOBS
+
+    def design(self, points: dict[str, Any]) -> joint.JointDesign:
+        return joint.JointDesign.from_mapping(points)
+
+    def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
+        kv = None
+        if self.kv_method is not None:
+            kv = KVSpec(method=self.kv_method, budget=float(point["budget"]), alpha=float(point["alpha"]),
+                        partial_ratio=float(point["partial_ratio"]), dense_layers=self.offload.dense_layers)
+        return tender_quant(point), kv
+
+    def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
+        scheme = self.offload
+        frac = measured_fractions(measured)
+        if frac is not None:
+            scheme = offload.with_measured_selection(scheme, frac, self.spec.prompt_len + self.spec.gen_len)
+            points = {**points, "k_scale": 1.0}
+        design = self.design(points)
+        metrics = joint.evaluate(design, self.shape, self.spec, self.tech, self.scheme, scheme)
+        return Evaluation(metrics=metrics, invalid=design.invalid_reason())
+
+
+SYSTEM = TenderInfiniGenSystem

@@ -1,0 +1,163 @@
+"""KV-token selection on a real model: InfiniGen's speculation and the baselines it is compared with.
+
+Emulation (infinigen.md section 5): one full-sequence forward pass per window; every query row plays one
+decode step and attends only to the past tokens selected for it. A custom attention function (registered
+with transformers' attention registry) applies causality itself and, per the method's needs, masks the
+real attention logits or runs fused attention under the selection mask. Layers < ``dense_layers`` and
+rows below the cap floor(budget * T) stay dense.
+
+The methods are the modules of ``kvmethods/`` (``dense``, ``infinigen``, and at the same budget B, i.e.
+k = floor(B T) tokens per row: ``local``, ``h2o``, ``oracle_topk``); :func:`kv_method` loads one by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from workloads.accuracy.kvmethods._base import KVMethod, SelectionInput, upper_mask
+from workloads.accuracy.kvmethods.infinigen import skew_matrices
+from workloads.accuracy.specs import KVSpec
+
+ATTN_NAME = "tide_select"
+
+
+@functools.cache
+def kv_method(name: str) -> KVMethod:
+    """The KV-selection method ``name`` (the module ``kvmethods/<name>.py``)."""
+    return importlib.import_module(f"workloads.accuracy.kvmethods.{name}").METHOD
+
+
+def causal_mask(T: int, device: torch.device) -> torch.Tensor:
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+# ---------------------------------------------------------------- the model-facing part
+
+@dataclass
+class Selector:
+    """Per-forward state shared by the attention layers of one model."""
+
+    spec: KVSpec
+    skew: dict[int, torch.Tensor] | None = None  # layer -> [H_kv, d, d]
+    xa: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> normed attention input
+    pos: dict[int, Any] = field(default_factory=dict)  # layer -> (cos, sin) or None
+    counts: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # layer -> per-row selected counts
+    capture: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None  # calibration: layer -> (q, k)
+
+
+def select_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
+                     **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Causal attention where each row sees only the keys selected for it (batch 1)."""
+    selector: Selector | None = getattr(module, "tide_selector", None)
+    layer = int(module.layer_idx)
+    n_rep = query.shape[1] // key.shape[1]
+    if selector is not None and selector.capture is not None:
+        selector.capture[layer] = (query[0].detach(), key[0].detach())
+    k_full = key.repeat_interleave(n_rep, dim=1)
+    v_full = value.repeat_interleave(n_rep, dim=1)
+    T = query.shape[2]
+    spec = selector.spec if selector is not None else KVSpec()
+    method = kv_method(spec.method)
+    sparse = method.select is not None and layer >= spec.dense_layers and selector is not None
+    cap = max(1, int(math.floor(spec.budget * T)))
+    if sparse and not method.exact_logits:
+        # The method never reads the exact logits, so the attention itself runs fused (SDPA) under the
+        # selection mask.
+        keep = ~upper_mask(T, query.device).unsqueeze(0).repeat(query.shape[1], 1, 1)
+        if cap < T:
+            drop, counts = method.select(SelectionInput(module, selector, layer, query[0], key[0], None, scaling,
+                                                        n_rep, cap))
+            keep[:, cap:, :] &= ~drop
+            selector.counts.setdefault(layer, []).append(counts)
+        out = torch.nn.functional.scaled_dot_product_attention(query, k_full, v_full, attn_mask=keep.unsqueeze(0),
+                                                               scale=scaling)
+        return out.transpose(1, 2).contiguous(), None
+    logits = (query * scaling) @ k_full.transpose(-1, -2)  # [b, H, T, T]
+    logits.masked_fill_(upper_mask(T, query.device), -math.inf)
+    if sparse and cap < T:
+        drop, counts = method.select(SelectionInput(module, selector, layer, query[0], key[0], logits[0], scaling,
+                                                    n_rep, cap))
+        logits[0, :, cap:, :].masked_fill_(drop, -math.inf)  # rows below the cap stay dense
+        selector.counts.setdefault(layer, []).append(counts)
+    probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
+    out = probs @ v_full
+    return out.transpose(1, 2).contiguous(), None
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "q_proj")]
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTN_NAME, select_attention)
+
+
+@contextlib.contextmanager
+def kv_selection(model: nn.Module, selector: Selector) -> Iterator[Selector]:
+    """Run the model's attention through ``select_attention`` with this selector (restored afterwards)."""
+    _register()
+    previous = model.config._attn_implementation
+    modules = attention_modules(model)
+    hooks = []
+
+    def capture(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        selector.xa[int(module.layer_idx)] = hidden.detach()
+        selector.pos[int(module.layer_idx)] = kwargs.get("position_embeddings")
+
+    try:
+        model.set_attn_implementation(ATTN_NAME)
+        for m in modules:
+            m.tide_selector = selector
+            hooks.append(m.register_forward_pre_hook(capture, with_kwargs=True))
+        yield selector
+    finally:
+        for h in hooks:
+            h.remove()
+        for m in modules:
+            if hasattr(m, "tide_selector"):
+                del m.tide_selector
+        model.set_attn_implementation(previous)
+
+
+@torch.no_grad()
+def calibrate_skew(model: nn.Module, windows: torch.Tensor, device: torch.device) -> dict[int, torch.Tensor]:
+    """Skewing matrices per layer from the post-RoPE queries of the calibration windows."""
+    selector = Selector(KVSpec(), capture={})
+    queries: dict[int, list[torch.Tensor]] = {}
+    kv_heads: dict[int, int] = {}
+    with kv_selection(model, selector):
+        for i in range(windows.shape[0]):
+            selector.capture = {}
+            model.model(input_ids=windows[i:i + 1].to(device), use_cache=False)  # type: ignore[attr-defined]
+            for layer, (q, k) in selector.capture.items():
+                queries.setdefault(layer, []).append(q.float())
+                kv_heads[layer] = int(k.shape[0])
+    return {layer: skew_matrices(torch.cat(qs, dim=1), len(qs[0]) // kv_heads[layer])  # [H, sum T, d]
+            for layer, qs in queries.items()}
+
+
+def selected_token_stats(selector: Selector, T: int, bucket: int | None = None) -> dict[str, Any]:
+    """Mean selected tokens per (sparse) layer and query row, overall and by context-length bucket
+    (256 tokens, or T/8 for shorter windows)."""
+    if not selector.counts:
+        return {}
+    bucket = bucket or max(1, min(256, T // 8))
+    per_layer = {layer: torch.stack(c).float().mean(0) for layer, c in selector.counts.items()}  # [T]
+    mean_rows = torch.stack(list(per_layer.values())).mean(0)
+    edges = list(range(0, T, bucket))
+    by_ctx = {f"{s + 1}-{min(s + bucket, T)}": float(mean_rows[s:s + bucket].mean()) for s in edges}
+    return {"mean_selected": float(mean_rows.mean()), "by_context": by_ctx,
+            "per_layer": {str(k): float(v.mean()) for k, v in per_layer.items()}}  # JSON-stable keys
