@@ -84,7 +84,8 @@ def decode_contexts(spec: WorkloadSpec) -> np.ndarray:
 
 
 #: knobs of the joint design beyond the Tender accelerator's
-EXTRA_KNOBS = ("batch", "budget", "alpha", "partial_ratio", "k_scale", "host_link_gbps", "host_pj_per_byte", "hbm_gb")
+EXTRA_KNOBS = ("batch", "budget", "alpha", "partial_ratio", "k_scale", "host_link_gbps", "host_pj_per_byte", "hbm_gb",
+               "kv_quantized")
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ class JointDesign:
             ((x["budget"] <= 0) | (x["budget"] > 1), "budget outside (0, 1]"),
             ((x["partial_ratio"] <= 0) | (x["partial_ratio"] > 1), "partial_ratio outside (0, 1]"),
             ((x["host_link_gbps"] <= 0) | (x["k_scale"] < 0), "non-positive rate"),
+            ((x["kv_quantized"] > 0) & (self.accel.quantize_attention == 0),
+             "kv_quantized needs quantize_attention (the attention must run on quantised K and V)"),
         ])
         return np.where(accel != "", accel, extra)
 
@@ -156,7 +159,7 @@ def evaluate_point(point: dict[str, Any], shape: ModelShape, spec: WorkloadSpec,
     m = {key: float(v[0]) for key, v in tender.evaluate(design, sel_ops, tech, scheme).items()}
 
     L, dense = shape.layers, offload_scheme.dense_layers
-    kv_bits = float(point["bits"]) if point.get("kv_quantized", False) else 16.0
+    kv_bits = float(point["bits"]) if float(point["kv_quantized"]) > 0 else 16.0
     e = 2 * shape.kv_dim * kv_bits / 8
     link = float(point["host_link_gbps"]) * GB
     steps = np.arange(1, spec.gen_len)

@@ -2,16 +2,20 @@
 
 Measurements are stored in SQLite (WAL mode) under the cache directory, keyed by the sha256 of every
 input that affects them: model file hash, evaluation- and calibration-text hashes, window set-up,
-dtype, every quantisation knob and the harness version. A search never measures a key twice; several
+dtype, every quantisation and KV-selection knob, and a fingerprint of the emulation code itself (every
+module of ``workloads/accuracy`` and this file, comments and docstrings aside), so that a change to the
+code that measures is never served measurements of the code before it. A search never measures a key twice; several
 processes can share the cache: a per-key file lock makes the second worker wait for the first one's
 result instead of measuring it again.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -27,7 +31,31 @@ from dse.config import AccuracyConfig
 
 log = logging.getLogger(__name__)
 
-HARNESS_VERSION = 1  # bump when the measurement protocol changes
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMULATION_SOURCES = (PROJECT_ROOT / "workloads" / "accuracy", Path(__file__).resolve())
+
+
+def _code_of(path: Path) -> str:
+    """The module's syntax tree without docstrings (comments are not in it): what runs."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+@functools.cache
+def emulation_fingerprint(sources: tuple[Path, ...] = EMULATION_SOURCES) -> str:
+    """sha256 over the code of every module that measures (no hand-bumped version to forget)."""
+    files = sorted(p for s in sources for p in ([s] if s.is_file() else s.rglob("*.py")))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(_code_of(path).encode())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -84,7 +112,7 @@ class AccuracyOracle:
                 "text_sha256": text_sha256(self.text_path),
                 "calib_sha256": text_sha256(self.calib_path) if self.calib_path.is_file() else None,
                 "windows": self.cfg.windows, "seq_len": self.cfg.seq_len, "calib_windows": self.cfg.calib_windows,
-                "dtype": str(pick_dtype(self.cfg.dtype, dev)), "harness": HARNESS_VERSION,
+                "dtype": str(pick_dtype(self.cfg.dtype, dev)), "emulation": emulation_fingerprint(),
             }
         return self._identity
 

@@ -93,3 +93,9 @@ def test_cost_side_imports_no_torch() -> None:
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_7nm_periphery_is_the_45nm_one_at_the_logic_area_scale(make_cfg: Callable[..., Config]) -> None:
+    t45, t7 = make_cfg(["tech=45nm"]).tech, make_cfg(["tech=7nm"]).tech
+    assert t7.periphery_area_mm2.value == pytest.approx(
+        t45.periphery_area_mm2.value * t7.logic_area_scale.value, rel=1e-3)

@@ -48,3 +48,27 @@ def test_accuracy_spec_applies_both_algorithms(joint: tuple[TenderInfiniGenSyste
     quant, kv = sys_.accuracy_spec(hw)
     assert quant.method == "tender" and quant.bits == hw["bits"] and quant.groups == hw["groups"]
     assert kv.method == "infinigen" and kv.budget == hw["budget"] and kv.alpha == hw["alpha"]
+
+
+def test_kv_cache_width_is_a_knob(joint: tuple[TenderInfiniGenSystem, dict]) -> None:
+    """A KV cache stored at 4 bits moves a quarter of the FP16 bytes over the host link; it needs the
+    attention to run on quantised K and V, which the measured accuracy then does too."""
+    sys_, hw = joint
+    hw = {**hw, "acc_bits": 40, "bits": 4}
+    fp16 = sys_.evaluate({**hw, "kv_quantized": False}).metrics["host_link_bytes"][0]
+    q = sys_.evaluate({**hw, "kv_quantized": True, "quantize_attention": True})
+    assert q.invalid[0] == ""
+    assert q.metrics["host_link_bytes"][0] == pytest.approx(fp16 / 4, rel=1e-12)
+    bad = sys_.evaluate({**hw, "kv_quantized": True, "quantize_attention": False})
+    assert "quantize_attention" in bad.invalid[0]
+    quant, _ = sys_.accuracy_spec({**hw, "kv_quantized": True, "quantize_attention": True})
+    assert quant.quantize_attention
+
+
+def test_non_finite_measured_selection_is_an_error(joint: tuple[TenderInfiniGenSystem, dict]) -> None:
+    sys_, hw = joint
+    with pytest.raises(ValueError, match="not finite"):
+        sys_.evaluate({**hw, "acc_bits": 40}, {"selected_fraction_by_position": np.array([0.1, np.nan])})
+    measured = sys_.evaluate({**hw, "acc_bits": 40}, {"selected_fraction_by_position": np.array([0.05, 0.05])})
+    table = sys_.evaluate({**hw, "acc_bits": 40})
+    assert measured.metrics["mean_selected_tokens"][0] != table.metrics["mean_selected_tokens"][0]

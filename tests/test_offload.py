@@ -40,9 +40,12 @@ def test_flexgen_decode_traffic_by_hand(make_cfg: Callable[..., Config]) -> None
     e = 4 * D  # fp16 K and V per token per layer
     decode = sum(L * e * b * (1920 + t) for t in range(1, 128))
     assert m["h2d_bytes"][0] == pytest.approx(decode)
-    # one decode step at the last context: KV of 2047 tokens per layer over 12 GB/s
-    per_layer_kv = e * b * 2047 / 12e9
-    assert per_layer_kv == pytest.approx(0.02795, rel=1e-3)
+    # Without overlap every step waits for its KV: the decode time moves by the KV transfer time, L e b n_t
+    # bytes per step over the host-to-device link, when that link's bandwidth changes (12 -> 24 GB/s).
+    dec = {bw: flex.evaluate({**hw, "overlap": 0, "pcie_h2d_gbps": bw}).metrics["decode_latency_s"][0]
+           for bw in (12.0, 24.0)}
+    kv_bytes = sum(L * e * b * (1920 + t) for t in range(1, 128))
+    assert dec[12.0] - dec[24.0] == pytest.approx(kv_bytes * (1 / 12e9 - 1 / 24e9), rel=1e-9)
 
 
 def test_h2o_and_infinigen_traffic_by_hand(make_cfg: Callable[..., Config]) -> None:
@@ -97,3 +100,20 @@ def test_platform_presets_and_search(make_cfg: Callable[..., Config], tmp_path) 
     assert summary["objectives"] == {"tokens_per_s": "maximize", "energy_per_token_j": "minimize",
                                      "gpu_mem_gb": "minimize"}
     assert summary["pareto_size"] > 0
+
+
+def test_infinigen_cpu_gather_time_by_hand(make_cfg: Callable[..., Config]) -> None:
+    """Sparse layers gather the selected rows on the CPU (read + write, 2 e b k_t bytes at gather_gbps) before
+    the prefetch; when the gather is far longer than the FFN window it hides behind, all of it is exposed, so
+    the decode time moves by (L - dense) x sum over steps of 2 e b k_t (1/g1 - 1/g2)."""
+    ig, hw = system(make_cfg, "infinigen")
+    L, D, b, dense = 40, 5120, 8, 2  # OPT-13B, the paper's batch, layers 0-1 dense
+    e = 4 * D
+    n = 1920 + np.arange(1, 128, dtype=float)
+    k = np.minimum(offload.selected_tokens(ig.scheme, n, np.asarray(1.0)), np.floor(0.2 * 2048))
+    decode = {}
+    for gbps in (1.0, 2.0):  # 1-2 GB/s: ~10-20 ms per layer, against a FFN window of ~0.5 ms
+        ig.scheme = dataclasses.replace(ig.scheme, gather_gbps=gbps)
+        decode[gbps] = ig.evaluate({**hw, "batch": b}).metrics["decode_latency_s"][0]
+    expected = (L - dense) * (2 * e * b * k).sum() * (1 / 1e9 - 1 / 2e9)
+    assert decode[1.0] - decode[2.0] == pytest.approx(expected, rel=1e-9)

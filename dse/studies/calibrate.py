@@ -25,17 +25,15 @@ from collections.abc import Callable
 import yaml
 
 from dse.config import CONF_DIR
-from dse.studies.fidelity import build_cases, evaluate_rows, ratios, reference
-
-FITS = (("ant", "int8_share", "tender", 0.0, 1.0), ("olive", "int8_share", "olive", 0.0, 1.0),
-        ("olaccel", "outlier_stall_cycles", "olaccel", 0.0, 16.0))
+from dse.studies.fidelity import TENDER_FITS, build_cases, evaluate_rows, ratios, reference
 
 
 def bisect(f: Callable[[float], float], lo: float, hi: float, iters: int = 40) -> float:
-    """Root of a monotone ``f`` on [lo, hi] (clamped to the bounds if there is none)."""
+    """Root of a monotone ``f`` on [lo, hi]; a ``ValueError`` when f has the same sign at both bounds (no
+    parameter value in the range reproduces the target)."""
     f_lo, f_hi = f(lo), f(hi)
     if f_lo * f_hi > 0:
-        return lo if abs(f_lo) < abs(f_hi) else hi
+        raise ValueError(f"no root in [{lo}, {hi}]: the residual is {f_lo:+.4g} at {lo} and {f_hi:+.4g} at {hi}")
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         f_mid = f(mid)
@@ -52,7 +50,7 @@ def fit() -> dict[str, dict[str, float]]:
     cases = build_cases()
     mechanism: dict[str, dict[str, float]] = {}
 
-    for system, param, target, lo, hi in FITS:
+    for system, param, target, lo, hi in TENDER_FITS:
         subset = [c for c in cases if c.model in opt_models and c.system.name in ("ant", target)]
 
         def residual(value: float, system: str = system, param: str = param, target: str = target,

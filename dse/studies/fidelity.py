@@ -29,6 +29,18 @@ from dse.systems.outlier_array import OutlierArraySystem
 
 FIDELITY = CONF_DIR / "fidelity" / "tender.yaml"
 
+#: Calibrated mechanism parameters of the Tender comparison: (system, parameter, the row whose speed-up
+#: over ANT it is fitted to on the OPT rows, search range). ``python -m dse.studies.calibrate tender`` fits
+#: them in this order; a row that is a fit target is labelled *fitted* in every fidelity output.
+TENDER_FITS = (("ant", "int8_share", "tender", 0.0, 1.0), ("olive", "int8_share", "olive", 0.0, 1.0),
+               ("olaccel", "outlier_stall_cycles", "olaccel", 0.0, 16.0))
+#: What each row of a fidelity table is: *fitted* (a calibrated parameter was fitted to reproduce it),
+#: *input* (published data used as a model input), *predicted* (neither), or *reference* (the normaliser).
+BASES = ("fitted", "input", "predicted", "reference")
+TENDER_INPUTS = ("Tender's G per model (conf/model/*.yaml tender_groups_int4, tender.md)",
+                 "the 64x64 4-bit PE array and INT32 output buffer of Tender's MSA (tender.md 7.1)",
+                 "the per-action energies and unit areas of conf/tech (each with its source)")
+
 
 def reference() -> dict[str, Any]:
     return yaml.safe_load(FIDELITY.read_text())
@@ -107,6 +119,22 @@ def evaluate_rows(cases: list[Case], mechanism: dict[str, dict[str, float]] | No
     return rows
 
 
+def fitted_values(cases: list[Case]) -> dict[str, str]:
+    """target row system -> 'system.parameter=value' of the parameter fitted to that row's speed-up."""
+    schemes = {c.system.name: c.system.scheme for c in cases}
+    return {target: f"{system}.{param}={getattr(schemes[system], param):.6g}"
+            for system, param, target, _lo, _hi in TENDER_FITS if system in schemes}
+
+
+def tender_basis(model: str, system: str, ref: dict[str, Any], fitted: dict[str, str]) -> tuple[str, str, str]:
+    """(speed-up basis, the parameter fitted to it or '', energy-efficiency basis) of one row."""
+    if system == "ant":
+        return "reference", "", "reference"
+    if model in ref["speedup"] and system in fitted:
+        return "fitted", fitted[system], "predicted"
+    return "predicted", "", "predicted"
+
+
 def ratios(rows: list[Row]) -> dict[tuple[str, str], tuple[float, float]]:
     """(model, system) -> (speed-up over ANT, energy efficiency over ANT)."""
     ant = {r.model: r for r in rows if r.system == "ant"}
@@ -145,7 +173,25 @@ def geomean(values: list[float]) -> float:
 
 INFINIGEN = CONF_DIR / "fidelity" / "infinigen.yaml"
 INFINIGEN_COLUMNS = ["experiment", "model", "batch", "prompt_len", "gen_len", "system", "tokens_per_s",
-                     "speedup_vs_flexgen", "transfer_share", "paper_speedup_vs_flexgen", "paper_transfer_share"]
+                     "speedup_vs_flexgen", "basis", "fitted_by", "transfer_share", "transfer_basis",
+                     "paper_speedup_vs_flexgen", "paper_transfer_share"]
+#: The calibrated parameter of the offloading comparison: ``python -m dse.studies.calibrate infinigen`` fits
+#: it to InfiniGen's speed-up over FlexGen at the longest sequence of the seq_len experiment.
+INFINIGEN_FIT = ("infinigen", "gather_gbps")
+INFINIGEN_INPUTS = ("InfiniGen's selected tokens per context length (Fig. 16a, the k table of "
+                    "conf/system/infinigen.yaml)", "the A6000 + PCIe 3.0 platform of the paper (conf/platform)",
+                    "OPT-13B shapes")
+
+
+def infinigen_basis(system: str, config: tuple[int, int], fit_config: tuple[int, int], fitted_by: str
+                    ) -> tuple[str, str]:
+    """(basis, fitted parameter) of a row's speed-up; ``config`` = (batch, prompt + gen): the fit point's
+    configuration is fitted in whichever experiment it recurs."""
+    if system == "flexgen":
+        return "reference", ""
+    if system == INFINIGEN_FIT[0] and config == fit_config:
+        return "fitted", fitted_by
+    return "predicted", ""
 
 
 def offload_metrics(system: str, ref: dict[str, Any], batch: int, prompt: int, gen: int) -> dict[str, float]:
@@ -158,20 +204,30 @@ def offload_metrics(system: str, ref: dict[str, Any], batch: int, prompt: int, g
     return {k: float(v[0]) for k, v in m.items()}
 
 
+def infinigen_fitted_value() -> str:
+    system, param = INFINIGEN_FIT
+    cfg = compose_config([f"system={system}"])
+    return f"{system}.{param}={cfg.system.mechanism[param].value:.6g}"
+
+
 def infinigen_rows() -> list[dict[str, Any]]:
     """The three experiments of infinigen.md section 9 (sequence length, batch, transfer share)."""
     ref = yaml.safe_load(INFINIGEN.read_text())
     rows: list[dict[str, Any]] = []
     model = compose_config([f"model={ref['model']}"]).model.name
+    fit_config = (ref["seq_len"]["batch"], ref["seq_len"]["totals"][-1])
+    fitted_by = infinigen_fitted_value()
 
     def block(experiment: str, batch: int, prompt: int, gen: int, paper: dict[str, Any]) -> None:
         res = {s: offload_metrics(s, ref, batch, prompt, gen) for s in ref["systems"]}
         base = res["flexgen"]["tokens_per_s"]
         for s, m in res.items():
+            basis, by = infinigen_basis(s, (batch, prompt + gen), fit_config, fitted_by)
             rows.append({"experiment": experiment, "model": model, "batch": batch, "prompt_len": prompt,
                          "gen_len": gen, "system": s, "tokens_per_s": m["tokens_per_s"],
-                         "speedup_vs_flexgen": m["tokens_per_s"] / base,
+                         "speedup_vs_flexgen": m["tokens_per_s"] / base, "basis": basis, "fitted_by": by,
                          "transfer_share": m["transfer_share"] if experiment == "transfer" else "",
+                         "transfer_basis": "predicted" if experiment == "transfer" else "",
                          "paper_speedup_vs_flexgen": paper.get("speedup", {}).get(s, ""),
                          "paper_transfer_share": paper.get("share", {}).get(s, "")})
 
@@ -194,14 +250,107 @@ def infinigen_main(out: Path) -> int:
         writer = csv.DictWriter(fh, fieldnames=INFINIGEN_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    print(f"fitted parameter (python -m dse.studies.calibrate infinigen): {infinigen_fitted_value()}, to "
+          "InfiniGen/FlexGen at the longest sequence of the seq_len experiment")
+    print("inputs (published data used as model inputs): " + "; ".join(INFINIGEN_INPUTS))
     print(f"{'experiment':<10}{'batch':>6}{'prompt':>7}{'gen':>5} {'system':<10}{'tok/s':>9}{'x FlexGen':>10}"
-          f"{'paper':>7}{'transfer':>10}{'paper':>7}")
+          f"{'paper':>7} {'basis':<10}{'transfer':>9}{'paper':>7} {'basis':<10}")
     for r in rows:
         share = f"{r['transfer_share']:.1%}" if r["transfer_share"] != "" else ""
         pshare = f"{r['paper_transfer_share']:.1%}" if r["paper_transfer_share"] != "" else ""
         print(f"{r['experiment']:<10}{r['batch']:>6}{r['prompt_len']:>7}{r['gen_len']:>5} {r['system']:<10}"
               f"{r['tokens_per_s']:>9.2f}{r['speedup_vs_flexgen']:>10.2f}{str(r['paper_speedup_vs_flexgen']):>7}"
-              f"{share:>10}{pshare:>7}")
+              f" {r['basis']:<10}{share:>9}{pshare:>7} {r['transfer_basis']:<10}")
+    print(f"wrote {path}")
+    return 0
+
+
+TENDER_COLUMNS = ["model", "system", "speedup_vs_ant", "speedup_basis", "speedup_fitted_by", "energy_eff_vs_ant",
+                  "energy_basis", "paper_speedup_vs_ant", "paper_energy_eff_vs_ant", "groups", "acc_bits",
+                  "array_side"]
+
+
+def tender_table(cases: list[Case], mechanism: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """One row per (model, system): the ratios over ANT, what each is (fitted/predicted/reference), the paper."""
+    ref = reference()
+    rows = evaluate_rows(cases, mechanism)
+    rat = ratios(rows)
+    fitted = fitted_values(cases)
+    table = []
+    for r in rows:
+        s, e = rat[(r.model, r.system)]
+        s_basis, fitted_by, e_basis = tender_basis(r.model, r.system, ref, fitted)
+        ps = ref["speedup"].get(r.model, {}).get(r.system)
+        pe = ref["energy_eff"].get(r.model, {}).get(r.system)
+        table.append({"model": r.model, "system": r.system, "speedup_vs_ant": s, "speedup_basis": s_basis,
+                      "speedup_fitted_by": fitted_by, "energy_eff_vs_ant": e, "energy_basis": e_basis,
+                      "paper_speedup_vs_ant": "" if ps is None else ps,
+                      "paper_energy_eff_vs_ant": "" if pe is None else pe,
+                      "groups": r.groups if r.system == "tender" else "", "acc_bits": r.acc_bits,
+                      "array_side": int(r.side)})
+    return table
+
+
+def tender_geomeans(table: list[dict[str, Any]], basis: str | None = None) -> tuple[float, float]:
+    """Geomean speed-up and energy efficiency of Tender over ANT (only rows whose speed-up has ``basis``)."""
+    rows = [r for r in table if r["system"] == "tender" and (basis is None or r["speedup_basis"] == basis)]
+    return geomean([r["speedup_vs_ant"] for r in rows]), geomean([r["energy_eff_vs_ant"] for r in rows])
+
+
+def write_tender_csv(table: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=TENDER_COLUMNS)
+        writer.writeheader()
+        for r in table:
+            writer.writerow({**r, "speedup_vs_ant": f"{r['speedup_vs_ant']:.4f}",
+                             "energy_eff_vs_ant": f"{r['energy_eff_vs_ant']:.4f}"})
+
+
+def parse_sweep(text: str) -> tuple[str, str, list[float]]:
+    """``system.parameter=v1,v2,...`` -> (system, parameter, values)."""
+    try:
+        name, values = text.split("=", 1)
+        system, param = name.split(".", 1)
+        return system, param, [float(v) for v in values.split(",")]
+    except ValueError:
+        raise SystemExit(f"--sweep: expected system.parameter=v1,v2,..., got {text!r}") from None
+
+
+def tender_main(out: Path, sweep: str | None = None) -> int:
+    ref = reference()
+    cases = build_cases()
+    table = tender_table(cases)
+    path = out / "tender.csv"
+    write_tender_csv(table, path)
+    print(f"workload: batch {ref['workload']['batch']}, prompt {ref['workload']['prompt_len']}, "
+          f"generated {ref['workload']['gen_len']} (prefill only), tech {ref['tech']}, INT4")
+    print("fitted parameters (python -m dse.studies.calibrate tender), each to one row's speed-up on the OPT "
+          "rows:")
+    for target, fitted_by in fitted_values(cases).items():
+        print(f"  {fitted_by:<34} fitted to {target}/ant")
+    print("inputs (published data used as model inputs): " + "; ".join(TENDER_INPUTS))
+    print(f"{'model':<12}{'system':<9}{'G':>4}{'acc':>5}{'array':>8}{'speedup':>9}{'paper':>7} {'basis':<10}"
+          f"{'energy':>8}{'paper':>7} {'basis':<10}")
+    for r in table:
+        print(f"{r['model']:<12}{r['system']:<9}{r['groups']:>4}{r['acc_bits']:>5}{r['array_side']:>5}^2 "
+              f"{r['speedup_vs_ant']:>9.3f}{r['paper_speedup_vs_ant']:>7} {r['speedup_basis']:<10}"
+              f"{r['energy_eff_vs_ant']:>8.3f}{r['paper_energy_eff_vs_ant']:>7} {r['energy_basis']:<10}")
+    t_s, t_e = tender_geomeans(table)
+    p_s, p_e = tender_geomeans(table, "predicted")
+    print(f"geomean Tender over ANT, all six models: speedup {t_s:.3f} (paper {ref['geomean']['speedup']}; "
+          f"partly fitted: the OPT rows are the fit target of ant.int8_share), energy efficiency {t_e:.3f} "
+          f"(paper {ref['geomean']['energy_eff']}; predicted)")
+    print(f"geomean Tender over ANT, predicted rows only (no paper row used): speedup {p_s:.3f}, "
+          f"energy efficiency {p_e:.3f}")
+    for line in area_report():
+        print(line)
+    if sweep:
+        system, param, values = parse_sweep(sweep)
+        print(f"sensitivity to {system}.{param} (other parameters as configured, not refitted):")
+        print(f"{param:>14}{'speedup':>9}{'energy':>9}")
+        for v in values:
+            s, e = tender_geomeans(tender_table(cases, {system: {param: v}}))
+            print(f"{v:>14.6g}{s:>9.3f}{e:>9.3f}")
     print(f"wrote {path}")
     return 0
 
@@ -211,40 +360,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=["tender", "infinigen"])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--sweep", help="tender: geomeans over values of one mechanism parameter, e.g. "
+                                        "ant.int8_share=0,0.5,0.941359")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.study == "infinigen":
         return infinigen_main(args.out)
-    ref = reference()
-    rows = evaluate_rows(build_cases())
-    rat = ratios(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "tender.csv"
-    print(f"workload: batch {ref['workload']['batch']}, prompt {ref['workload']['prompt_len']}, "
-          f"generated {ref['workload']['gen_len']} (prefill only), tech {ref['tech']}, INT4")
-    print(f"{'model':<12}{'system':<9}{'G':>4}{'acc':>5}{'array':>8}{'speedup':>9}{'paper':>7}{'energy':>9}{'paper':>7}")
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["model", "system", "speedup_vs_ant", "energy_eff_vs_ant", "paper_speedup_vs_ant",
-                         "paper_energy_eff_vs_ant", "groups", "acc_bits", "array_side"])
-        for r in rows:
-            s, e = rat[(r.model, r.system)]
-            ps = ref["speedup"].get(r.model, {}).get(r.system)
-            pe = ref["energy_eff"].get(r.model, {}).get(r.system)
-            writer.writerow([r.model, r.system, f"{s:.4f}", f"{e:.4f}", "" if ps is None else ps,
-                             "" if pe is None else pe, r.groups if r.system == "tender" else "", r.acc_bits,
-                             int(r.side)])
-            print(f"{r.model:<12}{r.system:<9}{(r.groups if r.system == 'tender' else ''):>4}{r.acc_bits:>5}"
-                  f"{r.side:>5.0f}^2 "
-                  f"{s:>9.3f}{(ps if ps is not None else ''):>7}{e:>9.3f}{(pe if pe is not None else ''):>7}")
-    t_s = geomean([rat[(m, "tender")][0] for m, s in rat if s == "tender"])
-    t_e = geomean([rat[(m, "tender")][1] for m, s in rat if s == "tender"])
-    print(f"geomean Tender over ANT: speedup {t_s:.3f} (paper {ref['geomean']['speedup']}), "
-          f"energy efficiency {t_e:.3f} (paper {ref['geomean']['energy_eff']})")
-    for line in area_report():
-        print(line)
-    print(f"wrote {path}")
-    return 0
+    return tender_main(args.out, args.sweep)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,13 @@ def split_points(points: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def measured_fractions(measured: Mapping[str, np.ndarray] | None) -> np.ndarray | None:
-    """Selected-token fractions by relative window position from an accuracy measurement, if usable."""
+    """Selected-token fractions by relative window position from an accuracy measurement (None when the
+    measurement observed none). Non-finite fractions are an error, not a silent fall-back to the
+    published table: the cost model would describe another selection than the one measured."""
     frac = (measured or {}).get("selected_fraction_by_position")
-    return frac if frac is not None and np.all(np.isfinite(frac)) else None
+    if frac is not None and not np.all(np.isfinite(frac)):
+        raise ValueError(f"the accuracy measurement's selected-token fractions are not finite: {list(frac)}")
+    return frac
 
 
 def _coerce(value: Any, hint: Any) -> Any:

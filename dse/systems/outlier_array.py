@@ -18,11 +18,12 @@ from workloads.accuracy.specs import KVSpec, QuantSpec
 
 
 def tender_quant(point: Mapping[str, Any]) -> QuantSpec:
-    """The Tender quantisation a design point's knobs imply (bits, groups, chunk, mode, Tender (all))."""
+    """The Tender quantisation a design point's knobs imply (bits, groups, chunk, mode, Tender (all)): the
+    cost model and the measured accuracy describe the same design."""
     mode = point["mode"]
     return QuantSpec(method="tender", bits=int(point["bits"]), groups=int(point["groups"]),
-                     chunk=int(point["chunk"]),
-                     mode=mode if isinstance(mode, str) else tender.MODES[int(mode)])
+                     chunk=int(point["chunk"]), mode=mode if isinstance(mode, str) else tender.MODES[int(mode)],
+                     quantize_attention=bool(point["quantize_attention"]))
 
 
 class OutlierArraySystem(System):

@@ -34,6 +34,26 @@ UNSIGNED = {"fc2"}
 
 
 @dataclass
+class Held:
+    """The input tensor an activation was computed from: the object itself (kept alive) and its version.
+
+    Layers that share an activation receive the very same tensor object (``q_proj(h)``, ``k_proj(h)``), so
+    identity plus an unchanged version counter says "the same data". A storage address is no key: a later
+    window's activation can be allocated where an earlier, freed one lay, and would be served the earlier
+    window's result."""
+
+    tensor: torch.Tensor
+    version: int
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> Held:
+        return cls(x, x._version)
+
+    def matches(self, x: torch.Tensor) -> bool:
+        return x is self.tensor and x._version == self.version
+
+
+@dataclass
 class Site:
     """One quantised activation, shared by the linear layers that read it."""
 
@@ -42,13 +62,14 @@ class Site:
     signed: bool
     spec: QuantSpec
     calib: quant.ChunkStats | None = None
-    _key: tuple | None = field(default=None, repr=False)
+    _input: Held | None = field(default=None, repr=False)
     _value: tuple | None = field(default=None, repr=False)
 
-    def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        key = (x.data_ptr(), tuple(x.shape), x._version)
-        if key == self._key and self._value is not None:
-            return self._value
+    def quantize(self, x_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Quantised ``x_in`` as 2-D rows (and Tender's per-chunk bias), computed once per activation."""
+        if self._value is not None and self._input is not None and self._input.matches(x_in):
+            return self._value  # the other linear layers reading this activation (q/k/v, gate/up)
+        x = x_in.reshape(-1, x_in.shape[-1])
         s = self.spec
         if s.method == "tender":
             value = quant.tender_fake_quant(x, bits=s.bits, groups=s.groups, chunk=s.chunk, signed=self.signed,
@@ -59,11 +80,11 @@ class Site:
             value = (quant.symmetric_fake_quant(x, s.bits, -1), None)
         else:
             value = (x, None)
-        self._key, self._value = key, value
+        self._input, self._value = Held.of(x_in), value
         return value
 
     def reset(self) -> None:
-        self._key = self._value = None
+        self._input = self._value = None
 
 
 class QuantLinear(nn.Module):
@@ -77,8 +98,7 @@ class QuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        x2 = x.reshape(-1, shape[-1])
-        xq, beta = self.site.quantize(x2)
+        xq, beta = self.site.quantize(x)
         y = F.linear(xq, self.w_hat, self.linear.bias)
         if beta is not None:
             corr = beta @ self.linear.weight.T  # [n_chunks, N], exact add-back with the FP weight
@@ -158,18 +178,18 @@ def collect_calibration(model: nn.Module, windows: torch.Tensor, chunk: int, dev
     """Tender's calibrated statistics per site and chunk index (tender.md 4): bias = mean over samples of
     the per-sample (max+min)/2; tensor and channel maxima = max over samples (after the sample's bias)."""
     acc: dict[str, dict[str, list[torch.Tensor]]] = {}
-    seen: dict[str, tuple] = {}
+    seen: dict[str, Held] = {}  # the last input per site
     hooks = []
     for full, _parent, child, lin in linear_layers(model):
         name = site_name(full, child)
         use_bias = child not in NO_BIAS
 
         def hook(_mod: nn.Module, args: tuple, name: str = name, use_bias: bool = use_bias) -> None:
+            last = seen.get(name)
+            if last is not None and last.matches(args[0]):
+                return  # another linear layer of the same site reading the same activation
+            seen[name] = Held.of(args[0])
             x = args[0].reshape(-1, args[0].shape[-1])
-            key = (x.data_ptr(), tuple(x.shape))
-            if seen.get(name) == key:
-                return
-            seen[name] = key
             st = quant.chunk_stats(x.float(), chunk, use_bias)
             d = acc.setdefault(name, {"bias": [], "tmax": [], "cmax": []})
             if st.bias is not None:

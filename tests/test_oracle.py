@@ -1,0 +1,76 @@
+"""The accuracy oracle's key: every input that affects a measurement changes it, the code included."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from dse.config import AccuracyConfig
+from dse.oracle import AccuracyOracle, emulation_fingerprint
+from workloads.accuracy.specs import KVSpec, QuantSpec
+
+QUANT = QuantSpec("tender", bits=4, groups=8, chunk=256, mode="calibrated", rounding="rup")
+QUANT_VARIANTS = {"method": "per_token", "bits": 8, "groups": 4, "chunk": 64, "mode": "runtime", "rounding": "rdn",
+                  "quantize_weights": False, "quantize_attention": True}
+KV = KVSpec("infinigen", budget=0.2, alpha=4.0, partial_ratio=0.2, pool_size=1.0, eviction="counter", dense_layers=2)
+KV_VARIANTS = {"method": "h2o", "budget": 0.3, "alpha": 6.0, "partial_ratio": 0.3, "pool_size": 0.5,
+               "eviction": "lru", "dense_layers": 1}
+
+
+@pytest.fixture
+def oracle(tmp_path: Path) -> AccuracyOracle:
+    o = AccuracyOracle(AccuracyConfig(cache_dir=str(tmp_path), progress=False))
+    o._identity = {  # what identity() computes, without hashing the model file
+        "model": "/venv/model.gguf", "model_sha256": "a" * 64, "text_sha256": "b" * 64, "calib_sha256": "c" * 64,
+        "windows": 4, "seq_len": 1024, "calib_windows": 4, "dtype": "torch.float32", "emulation": "d" * 64,
+    }
+    return o
+
+
+def test_every_quantisation_field_changes_the_key(oracle: AccuracyOracle) -> None:
+    assert set(QUANT_VARIANTS) == {f.name for f in dataclasses.fields(QuantSpec)}, "a field without a variant"
+    base = oracle.key(QUANT)
+    keys = {name: oracle.key(dataclasses.replace(QUANT, **{name: value})) for name, value in QUANT_VARIANTS.items()}
+    assert base not in keys.values()
+    assert len(set(keys.values())) == len(keys)
+
+
+def test_every_kv_field_changes_the_key(oracle: AccuracyOracle) -> None:
+    assert set(KV_VARIANTS) == {f.name for f in dataclasses.fields(KVSpec)}, "a field without a variant"
+    base = oracle.key(QuantSpec(), KV)
+    keys = {name: oracle.key(QuantSpec(), dataclasses.replace(KV, **{name: value}))
+            for name, value in KV_VARIANTS.items()}
+    assert base not in keys.values()
+    assert len(set(keys.values())) == len(keys)
+    assert oracle.key(QuantSpec(), KVSpec("dense")) == oracle.key(QuantSpec())  # dense = no selection
+
+
+def test_every_identity_field_changes_the_key(oracle: AccuracyOracle) -> None:
+    ident = dict(oracle.identity())
+    base = oracle.key(QUANT)  # calibrated: the calibration text and windows count
+    for name, value in ident.items():
+        oracle._identity = {**ident, name: "other" if isinstance(value, str) else value + 1}
+        changed = oracle.key(QUANT)
+        if name == "model":  # the path is provenance; the file is identified by its hash
+            assert changed == base
+        else:
+            assert changed != base, f"identity field {name} does not reach the key"
+    oracle._identity = ident
+    runtime = oracle.key(QuantSpec("tender", bits=8))
+    oracle._identity = {**ident, "calib_sha256": "other", "calib_windows": 9}
+    assert oracle.key(QuantSpec("tender", bits=8)) == runtime, "runtime Tender does not read the calibration text"
+
+
+def test_emulation_fingerprint_follows_the_code_not_its_comments(tmp_path: Path) -> None:
+    src = tmp_path / "workloads" / "accuracy"
+    src.mkdir(parents=True)
+    module = src / "m.py"
+    module.write_text("def f(x):\n    return x + 1\n")
+    first = emulation_fingerprint.__wrapped__((src,))
+    module.write_text('"""Doc."""\n\n# a comment\ndef f(x):\n    """What f does."""\n    return x + 1  # note\n')
+    assert emulation_fingerprint.__wrapped__((src,)) == first
+    module.write_text("def f(x):\n    return x + 2\n")
+    assert emulation_fingerprint.__wrapped__((src,)) != first
+    assert len(emulation_fingerprint()) == 64
