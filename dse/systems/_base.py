@@ -44,6 +44,19 @@ def measured_fractions(measured: Mapping[str, np.ndarray] | None) -> np.ndarray 
     return frac
 
 
+def with_measured_selection(scheme: S, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None,
+                            total_len: int) -> tuple[S, dict[str, Any]]:
+    """An offloading scheme whose selected-token table is replaced by the fractions the accuracy
+    measurement observed (mapped onto ``total_len`` tokens), and the points with ``k_scale`` 1 (the
+    measurement already is the selection); unchanged when nothing was measured."""
+    from cost_models import offload
+
+    frac = measured_fractions(measured)
+    if frac is None:
+        return scheme, points
+    return offload.with_measured_selection(scheme, frac, total_len), {**points, "k_scale": 1.0}  # type: ignore
+
+
 def _coerce(value: Any, hint: Any) -> Any:
     if hint is bool:
         return bool(value)

@@ -11,7 +11,7 @@ import numpy as np
 
 from cost_models import offload
 from dse.config import Bound, Config, ConfigError
-from dse.systems._base import Evaluation, System, measured_fractions, scheme_from_mechanism
+from dse.systems._base import Evaluation, System, scheme_from_mechanism, with_measured_selection
 from workloads.accuracy.specs import KVSpec, QuantSpec
 from workloads.checks import require_choice
 
@@ -47,10 +47,8 @@ class OffloadSystem(System):
         """With measured selected-token fractions (InfiniGen on the proxy model, by relative position in
         its window), they replace the published k table, mapped onto this workload's context lengths."""
         scheme = self.scheme
-        frac = measured_fractions(measured)
-        if frac is not None and offload.KV_SCHEMES[scheme.kv_fraction].selects_tokens:
-            scheme = offload.with_measured_selection(scheme, frac, self.prompt + self.gen)
-            points = {**points, "k_scale": 1.0}
+        if offload.KV_SCHEMES[scheme.kv_fraction].selects_tokens:
+            scheme, points = with_measured_selection(scheme, points, measured, self.prompt + self.gen)
         design = self.design(points)
         energy = offload.EnergyTable(**{f.name: float(np.asarray(points[f.name]).reshape(-1)[0])
                                         for f in fields(offload.EnergyTable)})

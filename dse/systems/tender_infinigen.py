@@ -11,7 +11,7 @@ import numpy as np
 
 from cost_models import joint, offload, tender
 from dse.config import Bound, Config
-from dse.systems._base import Evaluation, System, measured_fractions, scheme_from_mechanism
+from dse.systems._base import Evaluation, System, scheme_from_mechanism, with_measured_selection
 from dse.systems.outlier_array import tender_quant
 from workloads.accuracy.specs import KVSpec, QuantSpec
 
@@ -45,11 +45,8 @@ class TenderInfiniGenSystem(System):
         return tender_quant(point), kv
 
     def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
-        scheme = self.offload
-        frac = measured_fractions(measured)
-        if frac is not None:
-            scheme = offload.with_measured_selection(scheme, frac, self.spec.prompt_len + self.spec.gen_len)
-            points = {**points, "k_scale": 1.0}
+        scheme, points = with_measured_selection(self.offload, points, measured,
+                                                 self.spec.prompt_len + self.spec.gen_len)
         design = self.design(points)
         metrics = joint.evaluate(design, self.shape, self.spec, self.tech, self.scheme, scheme)
         return Evaluation(metrics=metrics, invalid=design.invalid_reason())
