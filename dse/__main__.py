@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -23,11 +24,13 @@ def _app(cfg: DictConfig) -> None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        run_search(cfg, run_dir)
+        summary = run_search(cfg, run_dir)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+    if summary.get("interrupted"):  # the results of the finished trials are written; exit as the signal says
+        sys.exit(128 + int(signal.Signals[summary["interrupted"]]))
 
 
 def main() -> None:

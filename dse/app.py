@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
                if cfg.output.export_designs else [])
     summary = summarise(table, result.wall_s, {
         "this_session": {"asked": result.n_asked, "failed": result.n_failed},
+        "interrupted": signal.Signals(result.interrupted).name if result.interrupted else None,
         "study_name": cfg.search.study_name,
         "sampler": cfg.search.sampler_name,
         "seed": cfg.search.seed,

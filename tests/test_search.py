@@ -114,6 +114,26 @@ def test_resume_adds_trials_to_the_same_study(make_cfg: Callable[..., Config], t
         run_search(missing, tmp_path / "d")
 
 
+
+@pytest.mark.parametrize(("overrides", "named"), [
+    (["system=tender"], r"system\.family: 'systolic' -> 'outlier_array'"),
+    (["tech=7nm", "model=llama2_70b"], r"model\.name.*tech\.name: '45nm' -> '7nm'"),
+    (["workload.batch=4"], r"workload\.batch: 1 -> 4"),
+    (["system.space.rows.high=64"], r"system\.space\.rows\.high"),
+    (["system.constraints.area_mm2.max=5"], r"constraints\.area_mm2\.max"),
+])
+def test_resume_refuses_another_problem(make_cfg: Callable[..., Config], tmp_path: Path, overrides: list[str],
+                                        named: str) -> None:
+    journal = tmp_path / "shared.journal"
+    run_search(make_cfg(["search.n_trials=3", "search.progress=false", f"search.storage={journal}"]), tmp_path / "a")
+    before = journal.read_bytes()
+    other = make_cfg(["search.n_trials=3", "search.progress=false", f"search.storage={journal}", "search.resume=true",
+                      *overrides])
+    with pytest.raises(ConfigError, match=named):
+        run_search(other, tmp_path / "b")
+    assert journal.read_bytes() == before, "a refused resume must not write to the study"
+
+
 def test_rdb_storage_url(make_cfg: Callable[..., Config], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     summary = run_search(make_cfg(["search.n_trials=4", "search.progress=false", f"search.storage={url}"]),

@@ -1,0 +1,50 @@
+"""A search stopped by Ctrl-C or SIGTERM (real signals to a real child process) writes the results of the
+finished trials, leaves no trial RUNNING and exits 130 / 143."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.test_search import RUN_FILES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def completed_trials(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    return journal.read_text().count('"state":1')  # TrialState.COMPLETE in the journal's records
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_ends_the_run_cleanly(tmp_path: Path, signum: int, code: int) -> None:
+    cmd = [sys.executable, "-m", "dse", "system=systolic", "model=smollm2_135m", "accuracy.objective=none",
+           "accuracy.max_ppl_increase=null", "search/sampler=random", "search.n_trials=1000000",
+           "search.progress=false", f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = tmp_path / "study.journal"
+    deadline = time.monotonic() + 120
+    while completed_trials(journal) < 20 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signum)
+    _out, err = proc.communicate(timeout=180)
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err
+    for name in RUN_FILES:
+        assert (tmp_path / name).exists(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] == signal.Signals(signum).name
+    study = optuna.load_study(study_name="tide", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert summary["n_trials"] == len(states) >= 20
