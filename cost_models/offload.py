@@ -36,6 +36,7 @@ from cost_models.metrics import described, with_derived
 from workloads.shapes import ModelShape
 
 GB = 1e9
+STEP_CELLS = 1 << 22  # design points x decode steps per evaluated chunk (32 MiB per float64 temporary)
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,7 @@ def evaluate(d: OffloadDesign, shape: ModelShape, prompt: int, gen: int, scheme:
              energy: EnergyTable, *, chunk: int = 4096) -> dict[str, np.ndarray]:
     """Metrics (``METRICS``) per design point; invalid points (``invalid_reason``) get NaN."""
     kv = KV_SCHEMES[scheme.kv_fraction]
+    chunk = max(1, min(chunk, STEP_CELLS // max(gen, 1)))  # [points x decode steps] temporaries stay bounded
     return evaluate_valid(d, lambda idx: _evaluate(d.take(idx), shape, prompt, gen, scheme, kv, energy), METRICS,
                           chunk=chunk)
 

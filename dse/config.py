@@ -7,6 +7,7 @@ rejected by Hydra/OmegaConf with the key's full path. Range and choice checks ru
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TypeVar  # noqa: UP035 - OmegaConf needs typing generics
@@ -209,6 +210,12 @@ class SystemConfig:
         for metric, bound in self.constraints.items():
             _require(bound.max is not None or bound.min is not None, f"system.constraints.{metric}",
                      "give max and/or min")
+            for side in ("max", "min"):
+                value = getattr(bound, side)
+                _require(value is None or math.isfinite(value), f"system.constraints.{metric}.{side}",
+                         f"must be a finite number or null, got {value}")
+            _require(bound.max is None or bound.min is None or bound.min <= bound.max,
+                     f"system.constraints.{metric}", f"min ({bound.min}) must be <= max ({bound.max})")
 
 
 @dataclass

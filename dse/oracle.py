@@ -93,6 +93,24 @@ class AccuracyOracle:
         self._calib_ids: Any = None
         self._skew: Any = None
         self.measured = 0
+        self._open_store()
+
+    def _open_store(self) -> None:
+        """Create the table; a damaged store is moved aside (its measurements can be re-measured) with a
+        warning naming both paths, and a new one started."""
+        try:
+            self._create_table()
+        except sqlite3.DatabaseError as exc:
+            aside = self.db_path.with_name(f"{self.db_path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                part = self.db_path.with_name(self.db_path.name + suffix)
+                if part.exists():
+                    part.rename(aside.with_name(aside.name + suffix))
+            log.warning("accuracy cache %s is damaged (%s): moved aside to %s; measurements will be re-made",
+                        self.db_path, exc, aside)
+            self._create_table()
+
+    def _create_table(self) -> None:
         with self._db() as db:
             db.execute("CREATE TABLE IF NOT EXISTS measurements (key TEXT PRIMARY KEY, ppl REAL, tokens INTEGER, "
                        "identity TEXT, seconds REAL, created REAL, stats TEXT)")

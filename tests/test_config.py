@@ -36,6 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
         (["system.space.rows.low=0"], r"system\.space\.rows\.low"),
         (["system.hw.dataflow=rs"], r"system\.hw\.dataflow.*'os', 'ws', 'is'"),
         (["tech.dram_energy_pj_per_byte.source=''"], r"tech\.dram_energy_pj_per_byte\.source"),
+        (["system.constraints.area_mm2.max=nan"], r"system\.constraints\.area_mm2\.max.*finite"),
+        (["system.constraints.area_mm2.max=inf"], r"system\.constraints\.area_mm2\.max.*finite"),
+        (["+system.constraints.area_mm2.min=200"], r"system\.constraints\.area_mm2.*min.*<= max"),
+        (["workload.gen_len=1000000000"], r"workload\.prompt_len \+ workload\.gen_len.*<= 1048576"),
+        (["workload.batch=100000"], r"workload\.batch.*<= 4096"),
     ],
 )
 def test_bad_values_name_the_key(make_cfg: Callable[..., Config], overrides: list[str], pattern: str) -> None:

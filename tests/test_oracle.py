@@ -74,3 +74,12 @@ def test_emulation_fingerprint_follows_the_code_not_its_comments(tmp_path: Path)
     module.write_text("def f(x):\n    return x + 2\n")
     assert emulation_fingerprint.__wrapped__((src,)) != first
     assert len(emulation_fingerprint()) == 64
+
+
+def test_a_damaged_cache_is_moved_aside_and_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "accuracy.sqlite").write_bytes(b"this is not a database" * 100)
+    oracle = AccuracyOracle(AccuracyConfig(cache_dir=str(tmp_path), progress=False))
+    aside = list(tmp_path.glob("accuracy.sqlite.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
+    assert "damaged" in caplog.text and str(aside[0]) in caplog.text
+    assert oracle.lookup("0" * 64) is None  # a working, empty store

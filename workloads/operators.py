@@ -33,8 +33,17 @@ class Phase(IntEnum):
     DECODE = 1
 
 
+MAX_CONTEXT = 1 << 20
+MAX_BATCH = 4096
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
+    """Batch, prompt and generated lengths. Bounds: a context (prompt + generated) of at most 2^20 tokens,
+    beyond the longest context of every model preset and of the papers' runs (2048), and a batch of at most
+    4096 sequences, beyond any published serving batch; above them a typo (``gen_len=1e9``) would only stall
+    the start-up building operator lists and per-step arrays."""
+
     batch: int
     prompt_len: int
     gen_len: int
@@ -48,6 +57,11 @@ class WorkloadSpec:
             raise ValueError(f"workload.prompt_len must be >= 1, got {self.prompt_len}")
         if self.gen_len < 1:
             raise ValueError(f"workload.gen_len must be >= 1, got {self.gen_len}")
+        if self.prompt_len + self.gen_len > MAX_CONTEXT:
+            raise ValueError(f"workload.prompt_len + workload.gen_len must be <= {MAX_CONTEXT} tokens (2^20), got "
+                             f"{self.prompt_len + self.gen_len}")
+        if self.batch > MAX_BATCH:
+            raise ValueError(f"workload.batch must be <= {MAX_BATCH}, got {self.batch}")
         if self.decode_ctx_samples < 0:
             raise ValueError(f"workload.decode_ctx_samples must be >= 0, got {self.decode_ctx_samples}")
 
