@@ -1,7 +1,9 @@
 """``python -m dse.evaluate DESIGN.yaml``: re-evaluate an exported design and compare.
 
-Prints every metric next to the value the search recorded and exits with status 1 if any recorded
-objective is not reproduced exactly (``--breakdown`` also prints the per-operator table).
+Prints every metric next to the value the search recorded. Exit status: 0 when every recorded objective
+is reproduced exactly, 1 when one is not (a genuine mismatch), 2 when the file cannot be evaluated at all
+(missing, empty, damaged, not a design, a newer format, invalid values): one line on stderr naming the
+file or key (``--debug`` shows the traceback). ``--breakdown`` also prints the per-operator table.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from dse.config import ConfigError
 from dse.coupling import problem_for
-from dse.export import config_from_document
+from dse.export import DesignFileError, config_from_document, load_design
 from dse.systems import make_system
 
 
@@ -24,11 +26,14 @@ def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
     """Cost-model metrics of the design, plus measured accuracy when the search was coupled
     (through the oracle's cache: the same key as the search, so normally no new measurement)."""
     cfg = config_from_document(doc)
-    system = make_system(cfg)
-    point = dict(cfg.system.hw)
-    invalid = system.invalid(point)[0]
+    try:
+        system = make_system(cfg)
+        point = dict(cfg.system.hw)
+        invalid = system.invalid(point)[0]
+    except (ConfigError, ValueError, TypeError, KeyError) as exc:
+        raise DesignFileError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from exc
     if invalid:
-        raise ValueError(f"design is invalid: {invalid}")
+        raise DesignFileError(f"system.hw: the design is invalid: {invalid}")
     problem, _ = problem_for(cfg, system)
     extra = problem.extra(point)
     metrics = {k: float(v[0]) for k, v in system.evaluate(point, extra).metrics.items()}
@@ -44,15 +49,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dse.evaluate", description=__doc__)
     parser.add_argument("design", type=Path, help="a designs/*.yaml file written by a search")
     parser.add_argument("--breakdown", action="store_true", help="print the per-operator breakdown")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    doc = yaml.safe_load(args.design.read_text())
-    metrics = evaluate_document(doc)
-    recorded_metrics = doc.get("recorded", {}).get("metrics", {})
-    recorded_obj = doc.get("recorded", {}).get("objectives", {})
+    try:
+        doc = load_design(args.design)
+        metrics = evaluate_document(doc)
+        recorded = doc.get("recorded") or {}
+        recorded_metrics = recorded.get("metrics") or {} if isinstance(recorded, dict) else {}
+        recorded_obj = recorded.get("objectives") or {} if isinstance(recorded, dict) else {}
+        if not isinstance(recorded_obj, dict) or not isinstance(recorded_metrics, dict):
+            raise DesignFileError("recorded: objectives and metrics must be mappings")
+        expected = {k: float(v) for k, v in recorded_obj.items()}
+        unknown = sorted(set(expected) - set(metrics))
+        if unknown:
+            raise DesignFileError(f"recorded.objectives: {unknown} are not metrics of this system")
+    except (DesignFileError, ValueError, TypeError, KeyError, ArithmeticError, OSError) as exc:  # bad input
+        if args.debug:
+            raise
+        print(f"error: {args.design}: {exc}", file=sys.stderr)
+        return 2
+    return report(args, doc, metrics, recorded_metrics, expected)
+
+
+def report(args: argparse.Namespace, doc: dict[str, Any], metrics: dict[str, float],
+           recorded_metrics: dict[str, Any], recorded_obj: dict[str, float]) -> int:
     print(f"{'metric':<22}{'evaluated':>16}{'recorded':>16}")
     for key, value in metrics.items():
         rec = recorded_metrics.get(key)
-        print(f"{key:<22}{value:>16.6g}{(rec if rec is not None else float('nan')):>16.6g}")
+        rec = rec if isinstance(rec, int | float) and not isinstance(rec, bool) else float("nan")
+        print(f"{key:<22}{value:>16.6g}{rec:>16.6g}")
     if args.breakdown:
         cfg = config_from_document(doc)
         rows = make_system(cfg).breakdown(dict(cfg.system.hw))
@@ -62,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 print(f"{r['op']:<26}{r['M']:>8.0f}{r['K']:>8.0f}{r['N']:>8.0f}{r['count']:>10.0f}"
                       f"{r['latency_s']:>13.4g}{r['energy_j']:>13.4g}")
-    mismatched = [k for k, v in recorded_obj.items() if not _same(float(v), metrics[k])]
+    mismatched = [k for k, v in recorded_obj.items() if not _same(v, metrics[k])]
     if mismatched:
         print(f"MISMATCH in objectives {mismatched}", file=sys.stderr)
         return 1
