@@ -180,6 +180,21 @@ class Bound:
     min: Optional[float] = None
 
 
+def _bound(key: str, value: Any) -> Bound:
+    if isinstance(value, Bound):
+        return value
+    _require(isinstance(value, dict), key, f"give a mapping {{max: ..., min: ...}}, got {value!r}")
+    unknown = sorted(set(value) - {"max", "min"})
+    _require(not unknown, f"{key}.{unknown[0] if unknown else ''}", "unknown key; allowed: ['max', 'min']")
+    out = {}
+    for side in ("max", "min"):
+        v = value.get(side)
+        _require(v is None or (isinstance(v, int | float) and not isinstance(v, bool)), f"{key}.{side}",
+                 f"must be a number or null, got {v!r}")
+        out[side] = None if v is None else float(v)
+    return Bound(**out)
+
+
 @dataclass
 class SystemConfig:
     """One explored system: its cost-model ``family`` (a module of ``dse/systems/``), the complete
@@ -194,7 +209,9 @@ class SystemConfig:
     hw: Dict[str, Any] = field(default_factory=dict)
     space: Dict[str, ParamSpec] = field(default_factory=dict)
     objectives: Dict[str, str] = field(default_factory=dict)
-    constraints: Dict[str, Bound] = field(default_factory=dict)
+    # metric -> {max, min}; untyped in the schema so that `+system.constraints.<metric>.max=...` can add a
+    # bound on any metric from the command line (OmegaConf cannot build a new typed entry there)
+    constraints: Dict[str, Any] = field(default_factory=dict)
     mechanism: Dict[str, Quantity] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -207,6 +224,8 @@ class SystemConfig:
             _choice(direction, f"system.objectives.{metric}", DIRECTIONS)
         for key, spec in self.space.items():
             validate_param(f"system.space.{key}", spec)
+        self.constraints = {metric: _bound(f"system.constraints.{metric}", value)
+                            for metric, value in self.constraints.items()}
         for metric, bound in self.constraints.items():
             _require(bound.max is not None or bound.min is not None, f"system.constraints.{metric}",
                      "give max and/or min")

@@ -104,3 +104,29 @@ def test_7nm_periphery_is_the_45nm_one_at_the_logic_area_scale(make_cfg: Callabl
     t45, t7 = make_cfg(["tech=45nm"]).tech, make_cfg(["tech=7nm"]).tech
     assert t7.periphery_area_mm2.value == pytest.approx(
         t45.periphery_area_mm2.value * t7.logic_area_scale.value, rel=1e-3)
+
+
+def readme_override_commands() -> list[list[str]]:
+    """The `python -m dse ...` lines of the README's "Common overrides" block, as override lists."""
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("### Common overrides", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = []
+    for line in block.splitlines():
+        if line.startswith("python -m dse ") and "--multirun" not in line:  # a sweep is not one config
+            words = shlex.split(line.split("  #", 1)[0])[3:]
+            commands.append([w for w in words if not w.startswith(("hydra.", "--"))])
+    return commands
+
+
+@pytest.mark.parametrize("overrides", readme_override_commands())
+def test_readme_overrides_compose_and_validate(overrides: list[str]) -> None:
+    """Every command of the README's override examples composes, validates and builds its system."""
+    from hydra import compose, initialize_config_dir
+
+    from dse.config import to_config
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = to_config(compose(config_name="config", overrides=overrides))
+    make_system(cfg)
