@@ -265,7 +265,10 @@ class SearchConfig:
         return str(self.sampler.get("name", self.sampler.get("_target_", "?")))
 
 
-ACCURACY_OBJECTIVES = ("ppl_increase", "ppl", "none")
+#: ppl_increase / ppl: measured and optimised (and constrained by max_ppl_increase); constraint: measured and
+#: only constrained; none: nothing measured (max_ppl_increase then has no effect)
+ACCURACY_OBJECTIVES = ("ppl_increase", "ppl", "constraint", "none")
+OPTIMISED_ACCURACY = ("ppl_increase", "ppl")
 PROJECT_ROOT = CONF_DIR.parent
 
 
@@ -283,7 +286,7 @@ class AccuracyConfig:
     device: str = "auto"
     dtype: str = "auto"
     threads: int = 0  # 0: torch's default
-    objective: str = "ppl_increase"  # ppl_increase | ppl | none
+    objective: str = "ppl_increase"  # ppl_increase | ppl | constraint | none
     max_ppl_increase: Optional[float] = 5.0  # constraint on the increase over the unquantised model
     progress: bool = True
 
@@ -292,6 +295,8 @@ class AccuracyConfig:
         _require(self.seq_len >= 8, "accuracy.seq_len", f"must be >= 8, got {self.seq_len}")
         _require(self.calib_windows >= 1, "accuracy.calib_windows", "must be >= 1")
         _choice(self.objective, "accuracy.objective", ACCURACY_OBJECTIVES)
+        _require(self.objective != "constraint" or self.max_ppl_increase is not None, "accuracy.max_ppl_increase",
+                 "accuracy.objective=constraint needs a bound here")
         _choice(self.dtype, "accuracy.dtype", ("auto", "float32", "bfloat16", "float16"))
         _require(self.max_ppl_increase is None or self.max_ppl_increase >= 0, "accuracy.max_ppl_increase",
                  "must be >= 0 or null")
@@ -302,7 +307,13 @@ class AccuracyConfig:
 
     @property
     def coupled(self) -> bool:
-        return self.objective != "none" or self.max_ppl_increase is not None
+        """Whether accuracy is measured at all: ``objective=none`` means no measurement."""
+        return self.objective != "none"
+
+    @property
+    def optimised(self) -> str | None:
+        """The accuracy metric added to the objectives, if any."""
+        return self.objective if self.objective in OPTIMISED_ACCURACY else None
 
 
 @dataclass

@@ -72,5 +72,5 @@ def problem_for(cfg: Config, system: System) -> tuple[Problem, AccuracyProvider 
     elif cfg.accuracy.coupled:
         log.info("system %s has no accuracy coupling; searching its cost model only", system.name)
     problem = build_problem(cfg.system.objectives, cfg.system.constraints, system.intrinsic_constraints,
-                            system.metrics, provider, cfg.accuracy.objective, cfg.accuracy.max_ppl_increase)
+                            system.metrics, provider, cfg.accuracy.optimised, cfg.accuracy.max_ppl_increase)
     return problem, provider

@@ -106,7 +106,7 @@ class Problem:
 
 
 def build_problem(system_objectives: Mapping[str, str], user: Mapping[str, Bound], intrinsic: Mapping[str, Bound],
-                  metrics: Mapping[str, str], accuracy: Provider | None = None, accuracy_objective: str = "none",
+                  metrics: Mapping[str, str], accuracy: Provider | None = None, accuracy_objective: str | None = None,
                   max_ppl_increase: float | None = None) -> Problem:
     """The system's objectives and constraints, plus the measured-accuracy ones when coupled."""
     objectives = dict(system_objectives)
@@ -116,7 +116,7 @@ def build_problem(system_objectives: Mapping[str, str], user: Mapping[str, Bound
     if accuracy is not None:
         providers = (accuracy,)
         descriptions.update(ACCURACY_METRICS)
-        if accuracy_objective != "none":
+        if accuracy_objective is not None:
             objectives[accuracy_objective] = "minimize"
         if max_ppl_increase is not None:
             constraints["ppl_increase"] = Bound(max=max_ppl_increase)

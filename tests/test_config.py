@@ -130,3 +130,25 @@ def test_readme_overrides_compose_and_validate(overrides: list[str]) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = to_config(compose(config_name="config", overrides=overrides))
     make_system(cfg)
+
+
+def test_accuracy_objective_none_measures_nothing(make_cfg: Callable[..., Config]) -> None:
+    """accuracy.objective=none: no measurement, whatever max_ppl_increase says; =constraint: measured and
+    constrained, not optimised (the oracle is not built here: problem_for only wires the provider)."""
+    from dse.coupling import problem_for
+
+    cfg = make_cfg(["system=tender", "accuracy.objective=none", "accuracy.max_ppl_increase=5"])
+    problem, provider = problem_for(cfg, make_system(cfg))
+    assert provider is None and "ppl_increase" not in problem.constraints
+    assert "ppl_increase" not in problem.objectives
+    with pytest.raises(ConfigError, match="accuracy.max_ppl_increase"):
+        make_cfg(["accuracy.objective=constraint", "accuracy.max_ppl_increase=null"])
+
+
+def test_accuracy_constraint_without_objective() -> None:
+    from dse.objectives import build_problem
+
+    problem = build_problem({"latency_s": "minimize"}, {}, {}, {}, lambda points: {}, None, 3.0)
+    assert list(problem.objectives) == ["latency_s"] and problem.constraints["ppl_increase"].max == 3.0
+    problem = build_problem({"latency_s": "minimize"}, {}, {}, {}, lambda points: {}, "ppl", None)
+    assert list(problem.objectives) == ["latency_s", "ppl"] and "ppl_increase" not in problem.constraints
