@@ -1,4 +1,8 @@
-"""``python -m dse`` / ``dse``: a Hydra-configured multi-objective design-space search."""
+"""``python -m dse`` / ``dse``: a Hydra-configured multi-objective design-space search.
+
+Exit status: 0 done; 2 bad input (Hydra's composition errors and TIDE's configuration errors alike, one
+message); 130 / 143 stopped by Ctrl-C / SIGTERM after writing the results of the finished trials.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dse.config import CONF_DIR, ConfigError, register_schema
@@ -18,15 +23,17 @@ log = logging.getLogger("dse")
 register_schema()
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def _app(cfg: DictConfig) -> None:
+def _search(cfg: DictConfig) -> None:
     from dse.app import run_search  # heavy imports after Hydra has parsed the command line
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and cfg.search.storage is not None and not cfg.search.resume:
+        # jobs sharing one storage get a study each (joining one study is search.resume=true, deliberately)
+        cfg.search.study_name = f"{cfg.search.study_name}-{hc.job.num}"
+        log.info("multirun job %s: study %r in the shared storage", hc.job.num, cfg.search.study_name)
     try:
-        summary = run_search(cfg, run_dir)
+        summary = run_search(cfg, Path(hc.runtime.output_dir))
     except ConfigError as exc:
-        log.error("configuration error: %s", exc)
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     if summary.get("interrupted"):  # the results of the finished trials are written; exit as the signal says
@@ -34,7 +41,19 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _app()
+    started: list[bool] = []
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+    def app(cfg: DictConfig) -> None:
+        started.append(True)
+        _search(cfg)
+
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == 1 and not started:  # Hydra's own error (unknown key, wrong type): bad input as well
+            raise SystemExit(2) from None
+        raise
 
 
 if __name__ == "__main__":

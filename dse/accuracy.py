@@ -30,10 +30,10 @@ def _app(raw: DictConfig) -> None:
         spec = cfg.quant.to_spec()
         kv = cfg.kv.to_spec()
         oracle = AccuracyOracle(cfg.accuracy)
-    except (ConfigError, FileNotFoundError) as exc:
+        m = oracle.measure(spec, kv)
+    except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    m = oracle.measure(spec, kv)
     record = {"quant": vars(cfg.quant), "kv": vars(cfg.kv), "proxy_model": str(oracle.source.path),
               "cost_model_target": cfg.model.name, "ppl": m.ppl, "tokens": m.tokens, "cached": m.cached,
               "key": m.key, "seconds": m.seconds, "selected_tokens": m.stats}

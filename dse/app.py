@@ -26,10 +26,10 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     cfg = to_config(raw)
     system = make_system(cfg)  # all config checks happen before the study is touched
     problem, accuracy = problem_for(cfg, system)
+    if accuracy is not None:  # loads the model (unless cached): a model that cannot load stops the run here
+        log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
     run_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(cfg, run_dir, problem)
-    if accuracy is not None:
-        log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
     result = optimise(study, cfg, system, problem)
 
     objectives = list(problem.objectives)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dse.config import AccuracyConfig
+from dse.config import AccuracyConfig, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,10 @@ def _kv_method(name: str) -> Any:
     return kv_method(name)
 
 
+class AccuracySetupError(ConfigError):
+    """The accuracy set-up cannot work (missing text, a model that cannot be found or loaded): bad input."""
+
+
 class AccuracyOracle:
     def __init__(self, cfg: AccuracyConfig) -> None:
         from workloads.accuracy.real_model import ModelSource, default_cache_dir
@@ -85,8 +89,12 @@ class AccuracyOracle:
         self.text_path = cfg.path("text_path")
         self.calib_path = cfg.path("calib_path")
         if not self.text_path.is_file():
-            raise FileNotFoundError(f"accuracy.text_path: {self.text_path} does not exist")
-        self.source = ModelSource.resolve(cfg.model_path)
+            raise AccuracySetupError(f"accuracy.text_path: {self.text_path} does not exist (the evaluation text; "
+                                     "relative paths are taken from the project root)")
+        try:
+            self.source = ModelSource.resolve(cfg.model_path)
+        except FileNotFoundError as exc:
+            raise AccuracySetupError(str(exc)) from None
         self._identity: dict[str, Any] | None = None
         self._loaded: Any = None
         self._calib: dict[int, Any] = {}
@@ -126,7 +134,7 @@ class AccuracyOracle:
 
             dev = pick_device(self.cfg.device)
             self._identity = {
-                "model": str(self.source.path), "model_sha256": self.source.fingerprint(),
+                "model": str(self.source.path), "model_sha256": self.source.fingerprint(self.cache_dir),
                 "text_sha256": text_sha256(self.text_path),
                 "calib_sha256": text_sha256(self.calib_path) if self.calib_path.is_file() else None,
                 "windows": self.cfg.windows, "seq_len": self.cfg.seq_len, "calib_windows": self.cfg.calib_windows,
@@ -217,7 +225,11 @@ class AccuracyOracle:
 
             if self.cfg.threads > 0:
                 torch.set_num_threads(self.cfg.threads)
-            lm = load(self.cfg.model_path, device=self.cfg.device, dtype=self.cfg.dtype)  # model cache: user dir
+            try:
+                lm = load(self.cfg.model_path, device=self.cfg.device, dtype=self.cfg.dtype, cache_dir=self.cache_dir)
+            except Exception as exc:  # a damaged or foreign file: transformers/gguf raise many kinds
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise AccuracySetupError(f"accuracy.model_path: cannot load {self.source.path}: {first}") from exc
             bos = lm.tokenizer.bos_token_id if lm.needs_bos else None  # type: ignore[attr-defined]
             text = read_wikitext(self.text_path)
             windows = token_windows(lm.tokenizer, text, self.cfg.seq_len, self.cfg.windows, bos_id=bos)
@@ -231,7 +243,7 @@ class AccuracyOracle:
         if self._calib_ids is None:
             lm, _windows, bos = self._load()
             if not self.calib_path.is_file():
-                raise FileNotFoundError(f"accuracy.calib_path: {self.calib_path} does not exist")
+                raise AccuracySetupError(f"accuracy.calib_path: {self.calib_path} does not exist")
             text = read_wikitext(self.calib_path, key="accuracy.calib_path")
             self._calib_ids = token_windows(lm.tokenizer, text, self.cfg.seq_len, self.cfg.calib_windows,
                                             bos_id=bos).ids

@@ -239,3 +239,21 @@ def test_readme_search_command_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in RUN_FILES:
         assert (tmp_path / name).exists(), name
+
+
+def test_multirun_jobs_sharing_a_storage_get_a_study_each(tmp_path: Path) -> None:
+    journal = tmp_path / "shared.journal"
+    proc = subprocess.run([sys.executable, "-m", "dse", "--multirun", "tech=45nm,7nm", "system=systolic",
+                           "model=smollm2_135m", "accuracy.objective=none", "search.n_trials=3",
+                           "search.progress=false", f"search.storage={journal}", f"hydra.sweep.dir={tmp_path / 'm'}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    storage = make_storage(optuna_search_config(journal), tmp_path)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == ["tide-0", "tide-1"]
+
+
+def optuna_search_config(journal: Path) -> object:
+    from dse.config import SearchConfig
+
+    return SearchConfig(sampler={"_target_": "optuna.samplers.RandomSampler"}, storage=str(journal))

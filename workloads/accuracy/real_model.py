@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,21 +75,21 @@ class ModelSource:
         raise ModelNotFound(f"accuracy.model_path: {model_path!r} is neither a .gguf file nor a Hugging Face "
                             "model directory with a config.json")
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, cache_dir: Path | None = None) -> str:
         """sha256 over the model's weight files (memoised on disk by path, size and mtime)."""
         files = [self.path] if self.gguf else sorted(
             p for p in self.path.iterdir() if p.suffix in {".safetensors", ".bin", ".json", ".model", ".gguf"})
         h = hashlib.sha256()
         for f in files:
             h.update(f.name.encode())
-            h.update(file_sha256(f).encode())
+            h.update(file_sha256(f, cache_dir).encode())
         return h.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
     """sha256 of a file, memoised in the cache directory by (path, size, mtime)."""
     st = path.stat()
-    memo_dir = default_cache_dir() / "sha256"
+    memo_dir = (cache_dir or default_cache_dir()) / "sha256"
     memo_dir.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
     memo = memo_dir / key
@@ -141,7 +142,7 @@ def load(model_path: str | None = None, *, device: str = "auto", dtype: str = "a
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = ModelSource.resolve(model_path)
-    fp = src.fingerprint()
+    fp = src.fingerprint(cache_dir)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     cache = (cache_dir or default_cache_dir()) / "models" / fp[:24]
@@ -155,12 +156,14 @@ def load(model_path: str | None = None, *, device: str = "auto", dtype: str = "a
                                                          dtype=torch.float32)
             _strip_quantization(model)
             tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
-            model.save_pretrained(tmp)
-            (tmp / "tide_source.json").write_text(json.dumps({"source": str(src.path), "sha256": fp}))
             try:
+                model.save_pretrained(tmp)
+                (tmp / "tide_source.json").write_text(json.dumps({"source": str(src.path), "sha256": fp}))
                 tmp.rename(cache)
-            except OSError:  # another process finished first
+            except OSError:  # another process finished first (or the save failed): its copy, or none, stays
                 pass
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)  # nothing left behind by the process that lost
         tokenizer = AutoTokenizer.from_pretrained(src.path.parent, **tok_kw)
     else:
         model = AutoModelForCausalLM.from_pretrained(src.path, dtype=torch.float32)
