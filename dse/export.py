@@ -87,6 +87,9 @@ def export_designs(cfg: Config, system: System, problem: Problem, pareto: list[o
                    run_dir: Path, limit: int) -> list[Path]:
     out = run_dir / "designs"
     out.mkdir(exist_ok=True)
+    for old in out.iterdir():  # designs/ holds the current Pareto set only: earlier exports go
+        if old.is_file():
+            old.unlink()
     written = []
     for trial in sorted(pareto, key=lambda t: t.number)[:limit]:
         doc = design_document(cfg, problem, trial, run_dir)

@@ -11,7 +11,9 @@ import contextlib
 import json
 import logging
 import math
+import os
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -37,17 +39,66 @@ log = logging.getLogger(__name__)
 JOURNAL_NAME = "study.journal"
 
 
-def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseStorage | str:
-    """Journal file in the run dir by default; ``search.storage`` may name a journal file or an RDB URL."""
-    target = search.storage
-    if target is None:
-        path = run_dir / JOURNAL_NAME
-    elif "://" in target:
-        return target
-    else:
-        path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+STALE_LOCK_S = 10.0  # a journal lock is held for one append (milliseconds); older than this, its owner died
+
+
+def storage_target(search: SearchConfig, run_dir: Path) -> str:
+    """The storage a run uses: the journal in the run directory, or ``search.storage`` (a path or a URL)."""
+    return str(run_dir / JOURNAL_NAME) if search.storage is None else search.storage
+
+
+def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseStorage:
+    """Journal file in the run dir by default; ``search.storage`` may name a journal file or an RDB URL.
+    Anything that keeps the storage from opening is a :class:`ConfigError` naming it (nothing written)."""
+    target = storage_target(search, run_dir)
+    if "://" in target:
+        try:
+            return optuna.storages.RDBStorage(target)
+        except Exception as exc:  # missing driver, unreachable server, a file that is no database, ...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"search.storage: cannot open {target}: {type(exc).__name__}: {first}") from None
+    path = Path(target)
+    check_journal(path)
+    remove_stale_lock(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+    except OSError as exc:
+        raise ConfigError(f"search.storage: cannot open the journal {path}: {exc.strerror or exc}") from None
+
+
+def check_journal(path: Path) -> None:
+    """A journal that exists must be a file of complete JSON records: a damaged one is named, with how to
+    recover, before anything is appended to it."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ConfigError(f"search.storage: {path} is not a journal file (it is a directory or a special file)")
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as exc:
+        raise ConfigError(f"search.storage: cannot read the journal {path}: {exc.strerror or exc}") from None
+    records = [line for line in lines if line.strip()]
+    for i, line in enumerate(records, start=1):
+        try:
+            json.loads(line)
+        except ValueError:
+            cut = " (its last record is incomplete, as a crash mid-write leaves it)" if i == len(records) else ""
+            raise ConfigError(
+                f"search.storage: the journal {path} is damaged at record {i} of {len(records)}{cut}; keep the "
+                f"intact records with `head -n {i - 1} {path} > {path}.repaired` and use that file, or move the "
+                "journal aside and start a new study") from None
+
+
+def remove_stale_lock(path: Path) -> None:
+    lock = Path(str(path) + ".lock")
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return
+    if age > STALE_LOCK_S:
+        log.warning("removing the journal lock %s, left %.0f s ago by a process that died", lock, age)
+        lock.unlink(missing_ok=True)
 
 
 PROBLEM_ATTR = "tide_problem"
@@ -108,8 +159,65 @@ def check_same_problem(study: optuna.Study, record: dict[str, Any]) -> None:
                           "or start a new study with another search.study_name")
 
 
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a process of this machine that no longer exists (killed with -9, a crash)
+    are told FAIL with a message; those of other machines, or of live processes, are left alone."""
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        w_host, _, w_pid = worker.rpartition(":")
+        if w_host != host or not w_pid.isdigit() or _alive(int(w_pid)):
+            if worker and w_host != host:
+                log.warning("trial %d is RUNNING on %s; left alone", t.number, worker)
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "error", f"its worker {worker} died; failed on resume")
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        failed.append(t.number)
+    if failed:
+        log.warning("failed %d trial(s) left RUNNING by a dead worker: %s", len(failed), failed)
+    return failed
+
+
+RUN_RECORD = "run.json"
+
+
+def claim_run_dir(run_dir: Path, target: str, study_name: str) -> None:
+    """A run directory belongs to one study: reusing it for another (storage or name) is refused."""
+    path = run_dir / RUN_RECORD
+    mine = {"storage": target, "study_name": study_name}
+    if path.is_file():
+        theirs = json.loads(path.read_text())
+        if theirs != mine:
+            raise ConfigError(f"hydra.run.dir: {run_dir} holds the results of study {theirs.get('study_name')!r} "
+                              f"in {theirs.get('storage')}; use another run directory, or resume that study there "
+                              "with its storage and name")
+    elif (run_dir / "trials.csv").exists():
+        raise ConfigError(f"hydra.run.dir: {run_dir} holds the results of another run; use another run directory")
+
+
+def record_run_dir(run_dir: Path, target: str, study_name: str) -> None:
+    (run_dir / RUN_RECORD).write_text(json.dumps({"storage": target, "study_name": study_name}) + "\n")
+
+
 def open_study(cfg: Config, run_dir: Path, problem: Problem) -> optuna.Study:
     sampler = make_sampler(cfg.search.sampler, cfg.search.seed, cfg.system.space)  # bad options: before any file
+    target = storage_target(cfg.search, run_dir)
+    claim_run_dir(run_dir, target, cfg.search.study_name)
     storage = make_storage(cfg.search, run_dir)
     directions = list(problem.objectives.values())
     name = cfg.search.study_name
@@ -132,12 +240,14 @@ def open_study(cfg: Config, run_dir: Path, problem: Problem) -> optuna.Study:
     record = problem_record(cfg, problem)
     if cfg.search.resume:
         check_same_problem(study, record)
+        fail_dead_workers_trials(study)
     else:
         study.set_user_attr(PROBLEM_ATTR, record)
     with warnings.catch_warnings():  # set_metric_names is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(problem.objectives))
     study.set_user_attr("system", cfg.system.name)
+    record_run_dir(run_dir, target, cfg.search.study_name)
     return study
 
 
@@ -178,6 +288,7 @@ class LoopResult:
 
 def run_trial(trial: optuna.Trial, cfg: Config, system: System, problem: Problem) -> tuple[float, ...]:
     """Evaluate one trial's design point; sets constraints and attributes on the trial."""
+    trial.set_user_attr("worker", worker_id())  # lets a later resume tell a dead worker's trial from a live one
     params = suggest(trial, cfg.system.space)
     point = {**cfg.system.hw, **params}
     # Accuracy first (valid points only), then the cost model once with what the measurement observed

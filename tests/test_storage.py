@@ -1,0 +1,99 @@
+"""Storage and run directories that go wrong: another study in a run directory, a damaged journal, a worker
+killed mid-trial, a stale lock, storages that cannot open. Each is refused or repaired with a message
+before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from dse.app import run_search
+from dse.config import Config, ConfigError
+from dse.study import make_storage, worker_id
+
+SHORT = ["search.progress=false", "output.plot_formats=[]"]
+
+
+def test_a_run_directory_belongs_to_one_study(make_cfg: Callable[..., Config], tmp_path: Path) -> None:
+    run_search(make_cfg(["search.n_trials=12", *SHORT]), tmp_path)
+    rows = (tmp_path / "trials.csv").read_text()
+    other = make_cfg(["search.n_trials=3", *SHORT, f"search.storage=sqlite:///{tmp_path / 'x.db'}"])
+    with pytest.raises(ConfigError, match="hydra.run.dir"):
+        run_search(other, tmp_path)
+    assert (tmp_path / "trials.csv").read_text() == rows
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_designs_match_the_current_front_after_a_resume(make_cfg: Callable[..., Config], tmp_path: Path) -> None:
+    run_search(make_cfg(["search.n_trials=10", *SHORT]), tmp_path)
+    summary = run_search(make_cfg(["search.n_trials=60", "search.resume=true", *SHORT]), tmp_path)
+    designs = sorted((tmp_path / "designs").glob("*.yaml"))
+    assert len(designs) == summary["pareto_size"] == summary["exported_designs"]
+    pareto = {int(r["number"]) for r in csv.DictReader((tmp_path / "pareto.csv").open())}
+    assert {int(p.stem.rsplit("trial", 1)[1]) for p in designs} == pareto
+
+
+def test_a_damaged_journal_is_named_and_left_untouched(make_cfg: Callable[..., Config], tmp_path: Path) -> None:
+    run_search(make_cfg(["search.n_trials=4", *SHORT]), tmp_path)
+    journal = tmp_path / "study.journal"
+    with journal.open("a") as fh:
+        fh.write('{"op_code": 5, "worker_id": "x", "trial_id": 3, "sta')  # a record cut by a crash
+    damaged = journal.read_bytes()
+    with pytest.raises(ConfigError, match=r"damaged at record \d+ of \d+ \(its last record is incomplete"):
+        run_search(make_cfg(["search.n_trials=4", "search.resume=true", *SHORT]), tmp_path)
+    assert journal.read_bytes() == damaged
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_dead_workers_trial_is_failed_on_resume_and_a_stale_lock_removed(
+        make_cfg: Callable[..., Config], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = make_cfg(["search.n_trials=3", *SHORT])
+    run_search(cfg, tmp_path)
+    study = optuna.load_study(study_name="tide", storage=make_storage(cfg.search, tmp_path))
+    host = worker_id().rsplit(":", 1)[0]
+    ghost = study.ask()  # a trial whose process was killed with -9
+    ghost.set_user_attr("worker", f"{host}:{dead_pid()}")
+    alive = study.ask()  # one of a live worker (this process): left alone
+    alive.set_user_attr("worker", worker_id())
+    lock = tmp_path / "study.journal.lock"
+    lock.touch()
+    old = time.time() - 120
+    os.utime(lock, (old, old))
+    with caplog.at_level(logging.WARNING):
+        run_search(make_cfg(["search.n_trials=2", "search.resume=true", *SHORT]), tmp_path)
+    trials = optuna.load_study(study_name="tide", storage=make_storage(cfg.search, tmp_path)).trials
+    assert trials[ghost.number].state == optuna.trial.TrialState.FAIL
+    assert "died" in trials[ghost.number].user_attrs["error"]
+    assert trials[alive.number].state == optuna.trial.TrialState.RUNNING
+    assert not lock.exists() and "lock" in caplog.text
+
+
+@pytest.mark.parametrize(("storage", "message"), [
+    ("/sys/tide-test/study.journal", "cannot open the journal"),  # a read-only file system (root ignores modes)
+    ("{tmp}", "not a journal file"),  # a directory
+    ("sqlite:///{tmp}/other/study.journal", "cannot open sqlite"),  # a file that is no database
+    ("postgresql://tide@127.0.0.1:1/tide", "cannot open postgresql"),  # no driver, or nothing listening
+])
+def test_storages_that_cannot_open_are_named(make_cfg: Callable[..., Config], tmp_path: Path, storage: str,
+                                             message: str) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "study.journal").write_text(json.dumps({"op_code": 0}) + "\n")
+    cfg = make_cfg(["search.n_trials=2", *SHORT, f"search.storage={storage.format(tmp=tmp_path)}"])
+    with pytest.raises(ConfigError, match=rf"search\.storage.*{message}"):
+        run_search(cfg, tmp_path / "run")
