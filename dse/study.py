@@ -8,6 +8,7 @@ told as FAIL with the error text and the loop goes on.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import math
@@ -62,7 +63,7 @@ def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseSto
     remove_stale_lock(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=PidJournalLock(str(path))))
     except OSError as exc:
         raise ConfigError(f"search.storage: cannot open the journal {path}: {exc.strerror or exc}") from None
 
@@ -91,13 +92,19 @@ def check_journal(path: Path) -> None:
 
 
 def remove_stale_lock(path: Path) -> None:
+    """A lock whose holder (``host:pid`` in it) is a dead process of this machine, or that is older than any
+    append takes, is removed with a message (not waited for in silence)."""
     lock = Path(str(path) + ".lock")
     try:
         age = time.time() - lock.stat().st_mtime
+        holder = lock.read_text().strip()
     except OSError:
         return
-    if age > STALE_LOCK_S:
-        log.warning("removing the journal lock %s, left %.0f s ago by a process that died", lock, age)
+    host, _, pid = holder.rpartition(":")
+    dead = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+    unclaimed = not holder and age > UNCLAIMED_S  # created, then killed before writing its holder
+    if dead or unclaimed or age > STALE_LOCK_S:
+        log.warning("removing the journal lock %s left by %s, which died", lock, holder or "a process")
         lock.unlink(missing_ok=True)
 
 
@@ -159,6 +166,20 @@ def check_same_problem(study: optuna.Study, record: dict[str, Any]) -> None:
                           "or start a new study with another search.study_name")
 
 
+UNCLAIMED_S = 1.0  # a RUNNING trial without a worker this long after its start lost its worker at birth
+
+
+class PidJournalLock(JournalFileOpenLock):
+    """Optuna's open-lock, with the holder's ``host:pid`` written into the lock file, so that a lock left by
+    a killed process is recognised at once instead of after Optuna's 30 s grace period."""
+
+    def acquire(self) -> bool:
+        ok = super().acquire()
+        with contextlib.suppress(OSError):
+            Path(self._lock_file).write_text(worker_id())
+        return ok
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -178,11 +199,17 @@ def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
     are told FAIL with a message; those of other machines, or of live processes, are left alone."""
     host = socket.gethostname()
     failed = []
+    now = datetime.datetime.now(datetime.UTC)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = str(t.user_attrs.get("worker", ""))
         w_host, _, w_pid = worker.rpartition(":")
-        if w_host != host or not w_pid.isdigit() or _alive(int(w_pid)):
-            if worker and w_host != host:
+        if not worker:  # asked, then killed before its first write (a live worker writes within milliseconds)
+            started = t.datetime_start
+            age = (now - started.astimezone(datetime.UTC)).total_seconds() if started else 0.0
+            if age < UNCLAIMED_S:
+                continue
+        elif w_host != host or not w_pid.isdigit() or _alive(int(w_pid)):
+            if w_host != host:
                 log.warning("trial %d is RUNNING on %s; left alone", t.number, worker)
             continue
         study._storage.set_trial_user_attr(t._trial_id, "error", f"its worker {worker} died; failed on resume")

@@ -134,3 +134,18 @@ def test_kv_selection_on_the_real_model(oracle: AccuracyOracle) -> None:
     assert set(stats["per_layer"]) == {str(i) for i in range(2, 30)}  # layers 0 and 1 are dense
     again = oracle.measure(QuantSpec(), KVSpec("infinigen", budget=0.2, alpha=6.0))
     assert again.cached and again.stats == stats
+
+
+def test_model_cache_follows_cache_dir_and_a_losing_dequantiser_cleans_up(tmp_path: Path) -> None:
+    """Another process already placed the dequantised copy (here: a non-empty directory at the target), so
+    this one's rename fails: its temporary copy is removed, and everything lies under the given cache_dir."""
+    from workloads.accuracy.real_model import ModelSource, load
+
+    fp = ModelSource.resolve(None).fingerprint(tmp_path)
+    target = tmp_path / "models" / fp[:24]
+    target.mkdir(parents=True)
+    (target / "placed-by-another-process").write_text("x")
+    lm = load(None, cache_dir=tmp_path)
+    assert lm.model is not None
+    assert not list((tmp_path / "models").glob("*.tmp*"))
+    assert (tmp_path / "sha256").is_dir()

@@ -48,3 +48,31 @@ def test_signal_ends_the_run_cleanly(tmp_path: Path, signum: int, code: int) -> 
     states = [t.state for t in study.trials]
     assert optuna.trial.TrialState.RUNNING not in states
     assert summary["n_trials"] == len(states) >= 20
+
+
+def test_a_search_killed_with_sigkill_resumes_without_running_trials(tmp_path: Path) -> None:
+    """kill -9 mid-run: the resume fails the trial the dead worker left RUNNING; if the kill cut the
+    journal's last record, the resume refuses it with a repair command, which then works."""
+    base = [sys.executable, "-m", "dse", "system=systolic", "model=smollm2_135m", "accuracy.objective=none",
+            "accuracy.max_ppl_increase=null", "search/sampler=random", "search.progress=false",
+            f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.Popen([*base, "search.n_trials=1000000"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    journal = tmp_path / "study.journal"
+    deadline = time.monotonic() + 120
+    while completed_trials(journal) < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    resume = subprocess.run([*base, "search.n_trials=5", "search.resume=true"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    if resume.returncode == 2 and "damaged" in resume.stderr:  # the kill landed mid-append
+        repair = resume.stderr.split("`", 2)[1]
+        subprocess.run(repair, shell=True, check=True, cwd=ROOT)
+        Path(str(journal) + ".repaired").replace(journal)
+        resume = subprocess.run([*base, "search.n_trials=5", "search.resume=true"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=300)
+    assert resume.returncode == 0, resume.stderr[-2000:]
+    study = optuna.load_study(study_name="tide", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.trials]
