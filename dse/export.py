@@ -119,19 +119,20 @@ class DesignFileError(ValueError):
 
 
 def load_design(path: Path) -> dict[str, Any]:
-    """The document of a design file; a :class:`DesignFileError` naming the file for anything unreadable."""
+    """The document of a design file; a :class:`DesignFileError` for anything unreadable (the caller names
+    the file)."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DesignFileError(f"{path}: cannot read it ({exc.__class__.__name__}: {exc})") from None
+        raise DesignFileError(f"cannot read it ({exc.__class__.__name__}: {exc})") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise DesignFileError(f"{path}: not valid YAML (truncated or damaged?): {str(exc).splitlines()[0]}") from None
+        raise DesignFileError(f"not valid YAML (truncated or damaged?): {str(exc).splitlines()[0]}") from None
     if doc is None:
-        raise DesignFileError(f"{path}: the file is empty")
+        raise DesignFileError("the file is empty")
     if not isinstance(doc, dict):
-        raise DesignFileError(f"{path}: not a TIDE design file (a mapping is expected, found {type(doc).__name__})")
+        raise DesignFileError(f"not a TIDE design file (a mapping is expected, found {type(doc).__name__})")
     return doc
 
 
