@@ -85,6 +85,7 @@ def test_a_dead_workers_trial_is_failed_on_resume_and_a_stale_lock_removed(
 
 @pytest.mark.parametrize(("storage", "message"), [
     ("/sys/tide-test/study.journal", "cannot open the journal"),  # a read-only file system (root ignores modes)
+    ("sqlite:////sys/tide-test.db", "cannot open sqlite"),  # SQLite on a read-only file system
     ("{tmp}", "not a journal file"),  # a directory
     ("sqlite:///{tmp}/other/study.journal", "cannot open sqlite"),  # a file that is no database
     ("postgresql://tide@127.0.0.1:1/tide", "cannot open postgresql"),  # no driver, or nothing listening
