@@ -279,30 +279,52 @@ def open_study(cfg: Config, run_dir: Path, problem: Problem) -> optuna.Study:
 
 
 class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived: the loop stops, the trial in flight is told FAIL, the run writes its
-    results. A BaseException (as KeyboardInterrupt is), so a trial's own error handling does not swallow it."""
+    """SIGINT or SIGTERM arrived while a trial was being evaluated: the trial is abandoned (told FAIL). A
+    BaseException (as KeyboardInterrupt is), so a trial's own error handling does not swallow it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
-@contextlib.contextmanager
-def signals_as_interrupts() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class StopRequest:
+    """SIGINT / SIGTERM during a search. A signal that arrives while a trial is evaluated (cost model,
+    accuracy measurement: code that unwinds cleanly) abandons that trial at once; one that arrives while
+    Optuna writes to the storage only sets ``signum``, and the loop stops at the next trial boundary, so
+    no storage operation (or its file lock) is ever cut in the middle."""
 
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._evaluating = False
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        if self._evaluating:
+            self._evaluating = False
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+        self._evaluating = True
+        try:
+            yield
+        finally:
+            self._evaluating = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """Handle SIGINT and SIGTERM within the block (main thread only; elsewhere nothing is installed)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 @dataclass(frozen=True)
@@ -313,15 +335,18 @@ class LoopResult:
     interrupted: int | None = None  # the signal that stopped the loop
 
 
-def run_trial(trial: optuna.Trial, cfg: Config, system: System, problem: Problem) -> tuple[float, ...]:
-    """Evaluate one trial's design point; sets constraints and attributes on the trial."""
+def run_trial(trial: optuna.Trial, cfg: Config, system: System, problem: Problem,
+              stop: StopRequest | None = None) -> tuple[float, ...]:
+    """Evaluate one trial's design point; sets constraints and attributes on the trial. ``stop``: a signal
+    during the evaluation itself abandons the trial (:class:`Interrupted`)."""
     trial.set_user_attr("worker", worker_id())  # lets a later resume tell a dead worker's trial from a live one
     params = suggest(trial, cfg.system.space)
     point = {**cfg.system.hw, **params}
     # Accuracy first (valid points only), then the cost model once with what the measurement observed
     # (e.g. InfiniGen's selected-token counts).
-    extra = problem.extra(point) if problem.providers and not system.invalid(point)[0] else {}
-    evaluation = system.evaluate(point, extra)
+    with stop.evaluating() if stop is not None else contextlib.nullcontext():
+        extra = problem.extra(point) if problem.providers and not system.invalid(point)[0] else {}
+        evaluation = system.evaluate(point, extra)
     (result,) = assess(evaluation, problem.objectives, problem.constraints, extra)
     for key, value in result.constraints.items():
         trial.set_constraint(key, value)
@@ -340,12 +365,12 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem)
     n_total = search.n_trials if size is None else min(search.n_trials, size)
     start = time.monotonic()
     failed = asked = 0
-    interrupted: int | None = None
+    stop = StopRequest()
     trial: optuna.Trial | None = None
     bar = tqdm(total=n_total, desc=f"search[{search.sampler_name}]", unit="trial", disable=not search.progress)
     try:
-        with signals_as_interrupts():
-            while asked < n_total:
+        with stop.installed():
+            while asked < n_total and stop.signum is None:
                 if search.timeout is not None and time.monotonic() - start >= search.timeout:
                     log.info("timeout of %.1f s reached after %d trials", search.timeout, asked)
                     break
@@ -354,7 +379,7 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem)
                 trial = study.ask()
                 asked += 1
                 try:
-                    values = run_trial(trial, cfg, system, problem)
+                    values = run_trial(trial, cfg, system, problem, stop)
                 except Exception as exc:  # a crashed trial never kills the study
                     failed += 1
                     trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
@@ -365,15 +390,17 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem)
                 trial = None
                 bar.update(1)
                 bar.set_postfix(failed=failed)
-    except Interrupted as sig:
-        interrupted = sig.signum
-        log.warning("%s: stopping after %d trials; writing the results of the finished ones", sig, asked)
+    except Interrupted as sig:  # raised during an evaluation, never inside a storage operation
         if trial is not None and _running(study, trial):
             failed += 1
             trial.set_user_attr("error", f"interrupted by {sig}")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
     finally:
         bar.close()
+    interrupted = stop.signum
+    if interrupted is not None:
+        log.warning("%s: stopped after %d trials; writing the results of the finished ones",
+                    signal.Signals(interrupted).name, asked)
     return LoopResult(n_asked=asked, n_failed=failed, wall_s=time.monotonic() - start, interrupted=interrupted)
 
 
