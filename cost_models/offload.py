@@ -244,7 +244,7 @@ class Int4KV(FullKV):
 
     def attended(self, c: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         bb, s = c.col(c.d.batch), c.scheme
-        kv_h2d = s.int4_bytes_ratio * c.e * bb * c.n * c.col(c.cc) / c.col(c.d.pcie_h2d_gbps * GB)
+        kv_h2d = c.h2d(s.int4_bytes_ratio * c.e * bb * c.n)
         dequant = c.e * bb * c.n * c.col(c.cc) / (s.int4_dequant_gbps * GB)
         return c.n, kv_h2d, c.lin + c.attn(c.n) + dequant
 

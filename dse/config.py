@@ -29,6 +29,17 @@ class ConfigError(ValueError):
     """A configuration value is out of range or not one of the allowed choices."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type when it has none): for one-line error reports."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def plain(node: Any) -> Any:
+    """A config dataclass (or node) as plain Python containers."""
+    return OmegaConf.to_container(OmegaConf.structured(node), resolve=True)
+
+
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {message}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dse.config import ConfigError
+from dse.config import ConfigError, first_line
 from dse.coupling import problem_for
 from dse.export import DesignFileError, config_from_document, load_design
 from dse.systems import make_system
@@ -31,7 +31,7 @@ def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
         point = dict(cfg.system.hw)
         invalid = system.invalid(point)[0]
     except (ConfigError, ValueError, TypeError, KeyError) as exc:
-        raise DesignFileError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from exc
+        raise DesignFileError(first_line(exc)) from exc
     if invalid:
         raise DesignFileError(f"system.hw: the design is invalid: {invalid}")
     problem, _ = problem_for(cfg, system)

@@ -15,15 +15,11 @@ import optuna
 import yaml
 from omegaconf import OmegaConf
 
-from dse.config import Config
+from dse.config import Config, first_line, plain
 from dse.objectives import Problem
 from dse.systems import System
 
 FORMAT_VERSION = 1
-
-
-def _plain(obj: Any) -> Any:
-    return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)
 
 
 def design_document(cfg: Config, problem: Problem, trial: optuna.trial.FrozenTrial, run_dir: Path
@@ -33,12 +29,12 @@ def design_document(cfg: Config, problem: Problem, trial: optuna.trial.FrozenTri
     return {
         "tide_design": FORMAT_VERSION,
         "system": {"name": cfg.system.name, "family": cfg.system.family, "kv_method": cfg.system.kv_method, "hw": hw,
-                   "mechanism": {k: _plain(q) for k, q in cfg.system.mechanism.items()}},
-        "model": _plain(cfg.model),
-        "workload": _plain(cfg.workload),
-        "tech": _plain(cfg.tech),
+                   "mechanism": {k: plain(q) for k, q in cfg.system.mechanism.items()}},
+        "model": plain(cfg.model),
+        "workload": plain(cfg.workload),
+        "tech": plain(cfg.tech),
         "objectives": dict(cfg.system.objectives),
-        "accuracy": _plain(cfg.accuracy) if problem.providers else None,
+        "accuracy": plain(cfg.accuracy) if problem.providers else None,
         "recorded": {
             "objectives": dict(zip(problem.objectives, trial.values, strict=True)),
             "metrics": metrics,
@@ -128,7 +124,7 @@ def load_design(path: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise DesignFileError(f"not valid YAML (truncated or damaged?): {str(exc).splitlines()[0]}") from None
+        raise DesignFileError(f"not valid YAML (truncated or damaged?): {first_line(exc)}") from None
     if doc is None:
         raise DesignFileError("the file is empty")
     if not isinstance(doc, dict):
@@ -177,7 +173,6 @@ def config_from_document(doc: dict[str, Any]) -> Config:
     except DesignFileError:
         raise
     except (ConfigError, OmegaConfBaseException, OSError, ValueError, TypeError, KeyError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise DesignFileError(message) from exc
+        raise DesignFileError(first_line(exc)) from exc
 
 

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dse.config import AccuracyConfig, ConfigError
+from dse.config import PROJECT_ROOT, AccuracyConfig, ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMULATION_SOURCES = (PROJECT_ROOT / "workloads" / "accuracy", Path(__file__).resolve())
 
 
@@ -228,8 +227,8 @@ class AccuracyOracle:
             try:
                 lm = load(self.cfg.model_path, device=self.cfg.device, dtype=self.cfg.dtype, cache_dir=self.cache_dir)
             except Exception as exc:  # a damaged or foreign file: transformers/gguf raise many kinds
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise AccuracySetupError(f"accuracy.model_path: cannot load {self.source.path}: {first}") from exc
+                raise AccuracySetupError(f"accuracy.model_path: cannot load {self.source.path}: "
+                                         f"{first_line(exc)}") from exc
             bos = lm.tokenizer.bos_token_id if lm.needs_bos else None  # type: ignore[attr-defined]
             text = read_wikitext(self.text_path)
             windows = token_windows(lm.tokenizer, text, self.cfg.seq_len, self.cfg.windows, bos_id=bos)

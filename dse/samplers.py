@@ -82,8 +82,8 @@ def _construct(node: Mapping[str, Any], target: Callable[..., optuna.samplers.Ba
 
 
 def make_sampler(node: Mapping[str, Any], seed: int, space: dict[str, ParamSpec]) -> optuna.samplers.BaseSampler:
-    """The sampler a ``search/sampler`` node describes, seeded; bad options raise :class:`ConfigError`."""
-    check_sampler(node)
+    """The sampler a ``search/sampler`` node describes (checked by the config's validation), seeded; bad
+    options still raise :class:`ConfigError`."""
     target = _target(node)
     params = _parameters(target)
     injected: dict[str, Any] = {}

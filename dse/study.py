@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from omegaconf import OmegaConf
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from tqdm import tqdm
 
-from dse.config import Config, ConfigError, SearchConfig
+from dse.config import Config, ConfigError, SearchConfig, first_line, plain
 from dse.objectives import Problem, assess
 from dse.samplers import exhausted, finite_size, make_sampler
 from dse.space import suggest
@@ -41,6 +40,7 @@ JOURNAL_NAME = "study.journal"
 
 
 STALE_LOCK_S = 10.0  # a journal lock is held for one append (milliseconds); older than this, its owner died
+UNCLAIMED_S = 1.0  # a lock or RUNNING trial whose owner has not written itself in this long lost it at birth
 
 
 def storage_target(search: SearchConfig, run_dir: Path) -> str:
@@ -56,8 +56,8 @@ def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseSto
         try:
             return optuna.storages.RDBStorage(target)
         except Exception as exc:  # missing driver, unreachable server, a file that is no database, ...
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"search.storage: cannot open {target}: {type(exc).__name__}: {first}") from None
+            raise ConfigError(f"search.storage: cannot open {target}: {type(exc).__name__}: "
+                              f"{first_line(exc)}") from None
     path = Path(target)
     check_journal(path)
     remove_stale_lock(path)
@@ -100,10 +100,8 @@ def remove_stale_lock(path: Path) -> None:
         holder = lock.read_text().strip()
     except OSError:
         return
-    host, _, pid = holder.rpartition(":")
-    dead = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
     unclaimed = not holder and age > UNCLAIMED_S  # created, then killed before writing its holder
-    if dead or unclaimed or age > STALE_LOCK_S:
+    if dead_here(holder) or unclaimed or age > STALE_LOCK_S:
         log.warning("removing the journal lock %s left by %s, which died", lock, holder or "a process")
         lock.unlink(missing_ok=True)
 
@@ -114,20 +112,16 @@ ACCURACY_KEYS = ("model_path", "text_path", "calib_path", "windows", "seq_len", 
                  "objective", "max_ppl_increase")
 
 
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(OmegaConf.structured(node), resolve=True)
-
-
 def problem_record(cfg: Config, problem: Problem) -> dict[str, Any]:
     """What a study is: the system (family, hardware, space, mechanism), model, technology table, workload,
     objectives, constraints and accuracy set-up. Stored with the study; a resume must match it."""
     coupled = bool(problem.providers)
     return json.loads(json.dumps({
-        "system": {k: v for k, v in _plain(cfg.system).items() if k not in ("description", "objectives",
+        "system": {k: v for k, v in plain(cfg.system).items() if k not in ("description", "objectives",
                                                                              "constraints")},
-        "model": _plain(cfg.model),
-        "tech": _plain(cfg.tech),
-        "workload": _plain(cfg.workload),
+        "model": plain(cfg.model),
+        "tech": plain(cfg.tech),
+        "workload": plain(cfg.workload),
         "objectives": dict(problem.objectives),
         "constraints": {k: {"max": b.max, "min": b.min} for k, b in problem.constraints.items()},
         "accuracy": {k: getattr(cfg.accuracy, k) for k in ACCURACY_KEYS} if coupled else None,
@@ -166,9 +160,6 @@ def check_same_problem(study: optuna.Study, record: dict[str, Any]) -> None:
                           "or start a new study with another search.study_name")
 
 
-UNCLAIMED_S = 1.0  # a RUNNING trial without a worker this long after its start lost its worker at birth
-
-
 class PidJournalLock(JournalFileOpenLock):
     """Optuna's open-lock, with the holder's ``host:pid`` written into the lock file, so that a lock left by
     a killed process is recognised at once instead of after Optuna's 30 s grace period."""
@@ -194,6 +185,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def dead_here(worker: str) -> bool:
+    """Whether ``host:pid`` (see :func:`worker_id`) names a process of this machine that no longer exists."""
+    host, _, pid = worker.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+
 def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
     """Trials left RUNNING by a process of this machine that no longer exists (killed with -9, a crash)
     are told FAIL with a message; those of other machines, or of live processes, are left alone."""
@@ -202,14 +199,13 @@ def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
     now = datetime.datetime.now(datetime.UTC)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = str(t.user_attrs.get("worker", ""))
-        w_host, _, w_pid = worker.rpartition(":")
         if not worker:  # asked, then killed before its first write (a live worker writes within milliseconds)
             started = t.datetime_start
             age = (now - started.astimezone(datetime.UTC)).total_seconds() if started else 0.0
             if age < UNCLAIMED_S:
                 continue
-        elif w_host != host or not w_pid.isdigit() or _alive(int(w_pid)):
-            if w_host != host:
+        elif not dead_here(worker):
+            if not worker.startswith(f"{host}:"):
                 log.warning("trial %d is RUNNING on %s; left alone", t.number, worker)
             continue
         study._storage.set_trial_user_attr(t._trial_id, "error", f"its worker {worker} died; failed on resume")
