@@ -13,24 +13,45 @@ from dse import __version__
 from dse.config import Config, to_config
 from dse.coupling import problem_for
 from dse.export import export_designs
-from dse.plots import save_pareto_plots
-from dse.report import study_table, summarise, write_summary, write_tables
-from dse.study import open_study, optimise
+from dse.pareto import Box
+from dse.plots import save_history_plot, save_pareto_plots
+from dse.report import history, indicators, load_reference_front, study_table, summarise, write_summary, write_tables
+from dse.study import LoopResult, open_study, optimise
 from dse.systems import make_system
 
 log = logging.getLogger(__name__)
 
 
 def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
-    """Validate, search, and write trials.csv, pareto.csv, pareto.png, designs/ and summary.json."""
+    """Validate, search, and write trials.csv, pareto.csv, pareto.png, hypervolume.png, designs/ and
+    summary.json."""
+    from dse.exhaustive import check_enumerable
+
     cfg = to_config(raw)
     system = make_system(cfg)  # all config checks happen before the study is touched
+    if cfg.search.exhaustive:
+        check_enumerable(cfg.system.space, cfg.search.max_points)
     problem, accuracy = problem_for(cfg, system)
+    box = Box.of(problem.objectives, {**cfg.system.reference, **cfg.accuracy.reference})
+    ref_path = cfg.search.reference_front
+    reference_front = load_reference_front(Path(ref_path), list(problem.objectives)) if ref_path else None
     if accuracy is not None:  # loads the model (unless cached): a model that cannot load stops the run here
         log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
     run_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(cfg, run_dir, problem)
-    result = optimise(study, cfg, system, problem)
+    exhaustive: dict[str, Any] | None = None
+    if cfg.search.exhaustive:
+        from dse.exhaustive import enumerate_front, record
+
+        sampler = study.sampler
+        enumeration = enumerate_front(system, problem, cfg.system.space, chunk_points=sampler.chunk_points,
+                                      workers=sampler.workers, progress=cfg.search.progress, seed=cfg.search.seed)
+        record(study, enumeration, system, problem, cfg.system.space)
+        exhaustive = enumeration.describe()
+        result = LoopResult(n_asked=enumeration.counts["enumerated"], n_failed=0,
+                            wall_s=enumeration.measure_s + enumeration.enumerate_s)
+    else:
+        result = optimise(study, cfg, system, problem)
 
     objectives = list(problem.objectives)
     table = study_table(study, objectives, list(problem.objectives.values()))
@@ -39,14 +60,27 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     title = (f"{cfg.system.name} on {cfg.model.name} ({cfg.tech.name}){proxy}, "
              f"{len(table.feasible)} feasible designs")
     save_pareto_plots(table, problem.descriptions, title, run_dir, cfg.output.plot_formats)
-    designs = (export_designs(cfg, system, problem, table.pareto, run_dir, cfg.output.max_exported_designs)
+    quality = indicators(table, box, reference_front, ref_path)
+    if quality["pareto_outside_box"]:
+        log.warning("%d Pareto design(s) lie beyond the hypervolume box's worst values and add nothing to the "
+                    "hypervolume; widen system.reference / accuracy.reference for this model (see summary.json box)",
+                    quality["pareto_outside_box"])
+    if exhaustive is None:  # an enumeration has no order of discovery
+        numbers, hv = history(table, box)
+        save_history_plot(numbers, hv, f"{cfg.system.name}: hypervolume of the feasible front "
+                          f"({cfg.search.sampler_name}, seed {cfg.search.seed})", run_dir, cfg.output.plot_formats,
+                          reference=(quality.get("reference_front") or {}).get("hypervolume"))
+    designs = (export_designs(cfg, system, problem, table, run_dir, cfg.output.max_exported_designs)
                if cfg.output.export_designs else [])
-    summary = summarise(table, result.wall_s, {
+    summary = summarise(table, result.wall_s, quality, {
         "this_session": {"asked": result.n_asked, "failed": result.n_failed},
         "interrupted": signal.Signals(result.interrupted).name if result.interrupted else None,
         "study_name": cfg.search.study_name,
         "sampler": cfg.search.sampler_name,
         "seed": cfg.search.seed,
+        "exhaustive": exhaustive,
+        "distinct_pareto_designs": len(table.pareto),
+        "repeated_trials": sum(1 for t in table.trials if "repeat_of" in t.user_attrs),
         "system": cfg.system.name,
         "model": cfg.model.name,
         "tech": cfg.tech.name,

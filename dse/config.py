@@ -207,6 +207,64 @@ def _bound(key: str, value: Any) -> Bound:
 
 
 @dataclass
+class Reference:
+    """The hypervolume box of one objective: ``best`` (the ideal end) and ``worst`` (the reference point)."""
+
+    worst: float = MISSING
+    best: float = 0.0
+
+
+def _reference(key: str, value: Any) -> Reference:
+    if isinstance(value, Reference):
+        return value
+    _require(isinstance(value, dict), key, f"give a mapping {{best: ..., worst: ...}}, got {value!r}")
+    unknown = sorted(set(value) - {"best", "worst"})
+    _require(not unknown, f"{key}.{unknown[0] if unknown else ''}", "unknown key; allowed: ['best', 'worst']")
+    _require("worst" in value, f"{key}.worst", "missing: the reference point (worst value counted)")
+    for side in ("best", "worst"):
+        v = value.get(side, 0.0)
+        _require(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v), f"{key}.{side}",
+                 f"must be a finite number, got {v!r}")
+    ref = Reference(worst=float(value["worst"]), best=float(value.get("best", 0.0)))
+    _require(ref.best != ref.worst, key, f"best and worst must differ, both are {ref.best}")
+    return ref
+
+
+@dataclass
+class CatalogKnob:
+    """A knob whose choices are named parts (``conf/catalog/*.yaml``): choosing one sets hardware knobs
+    (``sets``: hw knob -> the entry's field) to the part's values, each with its source."""
+
+    sets: Dict[str, str] = field(default_factory=dict)
+    entries: Dict[str, Dict[str, Quantity]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # OmegaConf leaves the inner mappings as dicts
+        self.entries = {e: {f: q if isinstance(q, Quantity) else Quantity(**q) for f, q in values.items()}
+                        for e, values in self.entries.items()}
+
+
+def validate_catalog(name: str, knob: CatalogKnob, space: dict[str, ParamSpec]) -> None:
+    key = f"system.catalog.{name}"
+    _require(bool(knob.sets), f"{key}.sets",
+             "name the hardware knobs a choice sets, e.g. {hbm_bw_gbps: bandwidth_gbps}")
+    _require(bool(knob.entries), f"{key}.entries", "a catalog needs at least one entry")
+    for entry, values in knob.entries.items():
+        for hw_key, fld in knob.sets.items():
+            _require(fld in values, f"{key}.entries.{entry}.{fld}",
+                     f"missing (sets {hw_key}); fields of this entry: {sorted(values)}")
+        for fld, q in values.items():
+            _require(isinstance(q.value, int | float) and not isinstance(q.value, bool),
+                     f"{key}.entries.{entry}.{fld}.value", f"must be a number, got {q.value!r}")
+            _require(bool(str(q.source).strip()), f"{key}.entries.{entry}.{fld}.source", "every value needs a source")
+    spec = space.get(name)
+    if spec is not None:
+        _require(spec.type == "categorical", f"system.space.{name}.type",
+                 f"a catalog knob is categorical (choices among {sorted(knob.entries)})")
+        for choice in spec.choices or []:
+            _choice(str(choice), f"system.space.{name}.choices", sorted(knob.entries))
+
+
+@dataclass
 class SystemConfig:
     """One explored system: its cost-model ``family`` (a module of ``dse/systems/``), the complete
     hardware (``hw``), the searched ``space``, ``objectives``, ``constraints`` and the ``mechanism``
@@ -224,9 +282,17 @@ class SystemConfig:
     # bound on any metric from the command line (OmegaConf cannot build a new typed entry there)
     constraints: Dict[str, Any] = field(default_factory=dict)
     mechanism: Dict[str, Quantity] = field(default_factory=dict)
+    # knob -> named parts (conf/catalog/): a space knob of that name chooses among them
+    catalog: Dict[str, CatalogKnob] = field(default_factory=dict)
+    # objective -> {best, worst}: the fixed box the hypervolume is measured in (never taken from the trials)
+    reference: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(bool(self.objectives), "system.objectives", "at least one objective is needed")
+        for name, knob in self.catalog.items():
+            validate_catalog(name, knob, self.space)
+        self.reference = {metric: _reference(f"system.reference.{metric}", value)
+                          for metric, value in self.reference.items()}
         if self.kv_method is not None:
             _choice(self.kv_method, "system.kv_method", kv_method_names())
         for key, q in self.mechanism.items():
@@ -261,6 +327,8 @@ class SearchConfig:
     study_name: str = "tide"
     resume: bool = False
     progress: bool = True
+    max_points: int = 30_000_000  # exhaustive sampler: larger spaces are refused (about 3 min on 2 cores)
+    reference_front: Optional[str] = None  # another run's pareto.csv: IGD+ and additive epsilon against it
 
     def __post_init__(self) -> None:
         from dse.samplers import check_sampler  # imports optuna: only when a config is validated
@@ -270,6 +338,13 @@ class SearchConfig:
         _require(self.timeout is None or self.timeout > 0, "search.timeout",
                  f"must be > 0 seconds or null, got {self.timeout}")
         _require(bool(self.study_name.strip()), "search.study_name", "must not be empty")
+        _require(self.max_points >= 1, "search.max_points", f"must be >= 1, got {self.max_points}")
+        _require(not (self.exhaustive and self.resume), "search.resume",
+                 "an exhaustive run enumerates its space in one go; start a new study instead")
+
+    @property
+    def exhaustive(self) -> bool:
+        return str(self.sampler.get("_target_", "")) == "dse.exhaustive.ExhaustiveSampler"
 
     @property
     def sampler_name(self) -> str:
@@ -300,8 +375,12 @@ class AccuracyConfig:
     objective: str = "ppl_increase"  # ppl_increase | ppl | constraint | none
     max_ppl_increase: Optional[float] = 5.0  # constraint on the increase over the unquantised model
     progress: bool = True
+    # accuracy objective -> {best, worst}: its side of the fixed hypervolume box (see system.reference)
+    reference: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.reference = {metric: _reference(f"accuracy.reference.{metric}", value)
+                          for metric, value in self.reference.items()}
         _require(self.windows >= 1, "accuracy.windows", f"must be >= 1, got {self.windows}")
         _require(self.seq_len >= 8, "accuracy.seq_len", f"must be >= 8, got {self.seq_len}")
         _require(self.calib_windows >= 1, "accuracy.calib_windows", "must be >= 1")

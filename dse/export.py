@@ -17,19 +17,31 @@ from omegaconf import OmegaConf
 
 from dse.config import Config, first_line, plain
 from dse.objectives import Problem
+from dse.report import StudyTable, trial_metrics
 from dse.systems import System
 
 FORMAT_VERSION = 1
 
 
+def system_point(cfg: Config, params: dict[str, Any]) -> dict[str, Any]:
+    """The complete hardware of a trial: defaults, its knobs, catalog parts expanded (buildable values)."""
+    from dse.catalog import Catalog, complete
+
+    return complete(cfg.system.hw, params, {n: Catalog.from_config(n, k) for n, k in cfg.system.catalog.items()})
+
+
 def design_document(cfg: Config, problem: Problem, trial: optuna.trial.FrozenTrial, run_dir: Path
                     ) -> dict[str, Any]:
-    hw = {**cfg.system.hw, **trial.params}
-    metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    hw = {k: v for k, v in system_point(cfg, trial.params).items() if k not in cfg.system.catalog}
+    parts = {name: {"choice": trial.params[name], "sets": dict(knob.sets),
+                    "entry": {f: plain(q) for f, q in knob.entries[str(trial.params[name])].items()}}
+             for name, knob in cfg.system.catalog.items() if name in trial.params}
+    metrics = {k: v for k, v in trial_metrics(trial).items() if isinstance(v, int | float) and not isinstance(v, bool)}
     return {
         "tide_design": FORMAT_VERSION,
         "system": {"name": cfg.system.name, "family": cfg.system.family, "kv_method": cfg.system.kv_method, "hw": hw,
-                   "mechanism": {k: plain(q) for k, q in cfg.system.mechanism.items()}},
+                   "mechanism": {k: plain(q) for k, q in cfg.system.mechanism.items()},
+                   **({"parts": parts} if parts else {})},
         "model": plain(cfg.model),
         "workload": plain(cfg.workload),
         "tech": plain(cfg.tech),
@@ -79,16 +91,19 @@ def scalesim_files(doc: dict[str, Any], system: System, stem: Path) -> list[Path
     return paths
 
 
-def export_designs(cfg: Config, system: System, problem: Problem, pareto: list[optuna.trial.FrozenTrial],
-                   run_dir: Path, limit: int) -> list[Path]:
+def export_designs(cfg: Config, system: System, problem: Problem, table: StudyTable, run_dir: Path,
+                   limit: int) -> list[Path]:
+    """One file per distinct Pareto design (``table.pareto``), named by its first trial; the file lists
+    every trial that evaluated the design."""
     out = run_dir / "designs"
     out.mkdir(exist_ok=True)
     for old in out.iterdir():  # designs/ holds the current Pareto set only: earlier exports go
         if old.is_file():
             old.unlink()
     written = []
-    for trial in sorted(pareto, key=lambda t: t.number)[:limit]:
+    for trial in sorted(table.pareto, key=lambda t: t.number)[:limit]:
         doc = design_document(cfg, problem, trial, run_dir)
+        doc["provenance"]["trials"] = table.hits.get(trial.number, [trial.number])
         stem = out / f"{cfg.system.name}_trial{trial.number:05d}"
         path = stem.with_suffix(".yaml")
         path.write_text(yaml.safe_dump(doc, sort_keys=False))

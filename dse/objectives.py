@@ -53,6 +53,46 @@ def constraint_value(value: float, bound: Bound) -> float:
     return max(parts)
 
 
+def constraint_values(values: np.ndarray, bound: Bound) -> np.ndarray:
+    """:func:`constraint_value` over an array of metric values."""
+    v = np.asarray(values, dtype=np.float64)
+    parts = []
+    if bound.max is not None:
+        parts.append((v - bound.max) / (abs(bound.max) or 1.0))
+    if bound.min is not None:
+        parts.append((bound.min - v) / (abs(bound.min) or 1.0))
+    return np.where(np.isfinite(v), np.max(parts, axis=0), 1.0)
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """:func:`assess_arrays`: objective values (P x objectives, as told to Optuna), constraint values
+    (P x constraints, <= 0 satisfied) and which points are valid and feasible."""
+
+    values: np.ndarray
+    constraints: dict[str, np.ndarray]
+    valid: np.ndarray
+
+    @property
+    def feasible(self) -> np.ndarray:
+        ok = self.valid.copy()
+        for v in self.constraints.values():
+            ok &= v <= 0
+        return ok
+
+
+def assess_arrays(metrics: Mapping[str, np.ndarray], invalid: np.ndarray, objectives: Mapping[str, str],
+                  constraints: Mapping[str, Bound]) -> Assessed:
+    """Objectives and constraints of many points at once (the exhaustive enumeration's inner loop)."""
+    n = len(invalid)
+    values = np.column_stack([np.broadcast_to(np.asarray(metrics.get(m, np.nan), dtype=np.float64), (n,))
+                              for m in objectives]) if objectives else np.zeros((n, 0))
+    valid = (np.asarray(invalid) == "") & np.all(np.isfinite(values), axis=1)
+    cons = {m: constraint_values(np.broadcast_to(np.asarray(metrics.get(m, np.nan), dtype=np.float64), (n,)), b)
+            for m, b in constraints.items()}
+    return Assessed(values, cons, valid)
+
+
 def assess(evaluation: Evaluation, objectives: Mapping[str, str], constraints: Mapping[str, Bound],
            extra: Mapping[str, np.ndarray] | None = None) -> list[Assessment]:
     """One :class:`Assessment` per design point of ``evaluation`` (plus metrics in ``extra``)."""

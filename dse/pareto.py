@@ -1,20 +1,25 @@
-"""Pareto filtering and hypervolume.
+"""Pareto filtering and quality indicators in a fixed, stated box.
 
-Hypervolume normalisation (stated in every ``summary.json``): each objective is turned into a
-minimisation (maximised ones negated), then scaled to [0, 1] by the minimum and maximum over the
-feasible trials of the study; the reference point is 1.1 in every objective. The value is computed
-exactly with moocore.
+Every objective is scaled by its box from config (``system.reference`` and ``accuracy.reference``:
+``best`` -> 0, ``worst`` -> 1, so maximised objectives turn into minimised ones), never by the run's own
+trials: two runs, two samplers or two seeds of one problem get comparable numbers. In that space:
+
+- hypervolume: of the front against the reference point (1, ..., 1), exact (moocore); 1 would be a point
+  at ``best`` in every objective. Points beyond ``worst`` in any objective add nothing.
+- IGD+ and the additive epsilon indicator against a reference front (another run's ``pareto.csv``, e.g.
+  an exhaustive run): how far the front is from the reference front (0: it covers it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import moocore
 import numpy as np
 
-REFERENCE = 1.1
+from dse.config import ConfigError, Reference
 
 
 def to_minimisation(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
@@ -25,37 +30,82 @@ def to_minimisation(values: np.ndarray, directions: Sequence[str]) -> np.ndarray
 def non_dominated(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     """Boolean mask of points no other point dominates (ties are all kept, as Optuna does)."""
     pts = to_minimisation(values, directions)
-    n = pts.shape[0]
-    keep = np.ones(n, dtype=bool)
-    for i in range(n):
-        if not keep[i]:
-            continue
-        le = np.all(pts <= pts[i], axis=1)
-        lt = np.any(pts < pts[i], axis=1)
-        if np.any(le & lt):
-            keep[i] = False
-    return keep
+    if len(pts) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(moocore.is_nondominated(pts, keep_weakly=True), dtype=bool)
 
 
 @dataclass(frozen=True)
-class Hypervolume:
-    value: float
-    ideal: list[float]
-    nadir: list[float]
-    reference: float = REFERENCE
+class Box:
+    """The fixed box of the indicators: per objective its direction and reference (best, worst)."""
 
-    def describe(self) -> str:
-        return (f"objectives converted to minimisation, scaled to [0,1] by the feasible trials' min {self.ideal}"
-                f" and max {self.nadir}; reference point {self.reference} in every objective")
+    objectives: tuple[str, ...]
+    directions: tuple[str, ...]
+    best: np.ndarray
+    worst: np.ndarray
+
+    @classmethod
+    def of(cls, objectives: Mapping[str, str], references: Mapping[str, Reference]) -> Box:
+        """The box of these objectives; a :class:`ConfigError` names an objective without a reference."""
+        missing = [m for m in objectives if m not in references]
+        if missing:
+            raise ConfigError(f"system.reference.{missing[0]}: no hypervolume reference for objective {missing[0]!r}; "
+                              f"add one, e.g. '+system.reference.{missing[0]}={{best: 0, worst: ...}}' (fixed, "
+                              "so that runs compare)")
+        for m, d in objectives.items():
+            r = references[m]
+            if (d == "minimize") != (r.best < r.worst):
+                raise ConfigError(f"system.reference.{m}: best ({r.best}) must be "
+                                  f"{'below' if d == 'minimize' else 'above'} worst ({r.worst}) for a {d}d objective")
+        return cls(tuple(objectives), tuple(objectives.values()),
+                   np.array([references[m].best for m in objectives], dtype=np.float64),
+                   np.array([references[m].worst for m in objectives], dtype=np.float64))
+
+    def scale(self, values: np.ndarray) -> np.ndarray:
+        """Objective values in the box's coordinates: best -> 0, worst -> 1 (to be minimised)."""
+        return (np.asarray(values, dtype=np.float64).reshape(-1, len(self.objectives)) - self.best) / (
+            self.worst - self.best)
+
+    def describe(self) -> dict[str, Any]:
+        return {"objectives": {m: {"direction": d, "best": float(b), "worst": float(w)} for m, d, b, w in
+                               zip(self.objectives, self.directions, self.best, self.worst, strict=True)},
+                "scaling": "(value - best) / (worst - best) per objective, all minimised; hypervolume reference "
+                           "point 1 in every scaled objective (fixed in config: system.reference, "
+                           "accuracy.reference)"}
 
 
-def hypervolume(front: np.ndarray, feasible: np.ndarray, directions: Sequence[str]) -> Hypervolume:
-    """Normalised hypervolume of ``front`` with bounds taken from all ``feasible`` points."""
-    if len(front) == 0 or len(feasible) == 0:
-        return Hypervolume(0.0, [], [])
-    f_all = to_minimisation(feasible, directions)
-    lo, hi = f_all.min(axis=0), f_all.max(axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    pts = (to_minimisation(front, directions) - lo) / span
-    value = float(moocore.hypervolume(pts, ref=np.full(pts.shape[1], REFERENCE)))
-    return Hypervolume(value, lo.tolist(), hi.tolist())
+def hypervolume(front: np.ndarray, box: Box) -> float:
+    """Hypervolume of ``front`` (objective values as recorded) in the box (0 for an empty front)."""
+    pts = box.scale(front)
+    pts = pts[np.all(pts < 1.0, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    return float(moocore.hypervolume(pts, ref=np.ones(pts.shape[1])))
+
+
+def igd_plus(front: np.ndarray, reference_front: np.ndarray, box: Box) -> float:
+    """IGD+ of ``front`` to ``reference_front`` in the box (inf for an empty front)."""
+    if len(front) == 0:
+        return float("inf")
+    return float(moocore.igd_plus(box.scale(front), ref=box.scale(reference_front)))
+
+
+def epsilon_additive(front: np.ndarray, reference_front: np.ndarray, box: Box) -> float:
+    """Smallest shift (in box units) that makes ``front`` weakly dominate ``reference_front``."""
+    if len(front) == 0:
+        return float("inf")
+    return float(moocore.epsilon_additive(box.scale(front), ref=box.scale(reference_front)))
+
+
+def hypervolume_history(values: np.ndarray, feasible: np.ndarray, box: Box) -> np.ndarray:
+    """After each trial (rows in trial order), the hypervolume of the feasible trials so far."""
+    out = np.zeros(len(values))
+    front = np.zeros((0, len(box.objectives)))
+    hv = 0.0
+    for i in range(len(values)):
+        if feasible[i]:
+            cand = np.vstack([front, values[i:i + 1]])
+            front = cand[non_dominated(cand, box.directions)]
+            hv = hypervolume(front, box)
+        out[i] = hv
+    return out

@@ -99,3 +99,27 @@ def save_pareto_plots(table: StudyTable, descriptions: Mapping[str, str], title:
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def save_history_plot(numbers: np.ndarray, hv: np.ndarray, title: str, run_dir: Path, formats: Sequence[str],
+                      reference: float | None = None) -> list[Path]:
+    """hypervolume.png: the feasible front's hypervolume (fixed box) after each trial; with a reference
+    front, its hypervolume as a line."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.step(numbers, hv, where="post", c="#1f77b4", label="this run")
+    if reference is not None:
+        ax.axhline(reference, c="k", ls="--", lw=0.8, label="reference front")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("hypervolume (fixed box, see summary.json)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    paths = []
+    for fmt in formats:
+        path = run_dir / f"hypervolume.{fmt}"
+        fig.savefig(path, dpi=130)
+        paths.append(path)
+    plt.close(fig)
+    return paths

@@ -6,19 +6,21 @@ import csv
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 
-from dse.pareto import Hypervolume, hypervolume, non_dominated
+from dse.config import ConfigError
+from dse.pareto import Box, epsilon_additive, hypervolume, hypervolume_history, igd_plus, non_dominated
 
 
 @dataclass(frozen=True)
 class StudyTable:
-    """The study's trials flattened for reporting."""
+    """The study's trials flattened for reporting. ``pareto`` lists each distinct design once (its first
+    trial); ``hits`` maps that trial's number to every trial that evaluated the same design."""
 
     objectives: list[str]
     directions: list[str]
@@ -26,6 +28,7 @@ class StudyTable:
     complete: list[optuna.trial.FrozenTrial]
     feasible: list[optuna.trial.FrozenTrial]
     pareto: list[optuna.trial.FrozenTrial]
+    hits: dict[int, list[int]] = field(default_factory=dict)
 
     def values(self, trials: Sequence[optuna.trial.FrozenTrial]) -> np.ndarray:
         return np.array([t.values for t in trials], dtype=np.float64).reshape(len(trials), len(self.objectives))
@@ -37,17 +40,36 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
             and all(math.isfinite(v) for v in trial.values))
 
 
+#: user attributes that are not metrics (studies written before metrics were one ``metrics`` record kept each
+#: metric as its own attribute)
+NOT_METRICS = ("error", "invalid_reason", "feasible", "worker", "repeat_of", "metrics")
+
+
+def trial_metrics(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """Every metric a trial recorded (non-finite ones as text)."""
+    attrs = trial.user_attrs
+    legacy = {k: v for k, v in attrs.items() if k not in NOT_METRICS}
+    return {**legacy, **(attrs.get("metrics") or {})}
+
+
+def design_key(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """What makes two trials the same design: their knob values."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
 def study_table(study: optuna.Study, objectives: Sequence[str], directions: Sequence[str]) -> StudyTable:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     feasible = [t for t in complete if is_feasible(t)]
     table = StudyTable(list(objectives), list(directions), trials, complete, feasible, [])
+    first: dict[tuple[tuple[str, str], ...], optuna.trial.FrozenTrial] = {}
+    hits: dict[int, list[int]] = {}
     if feasible:
         mask = non_dominated(table.values(feasible), directions)
-        pareto = [t for t, m in zip(feasible, mask, strict=True) if m]
-    else:
-        pareto = []
-    return StudyTable(list(objectives), list(directions), trials, complete, feasible, pareto)
+        for t in sorted((t for t, m in zip(feasible, mask, strict=True) if m), key=lambda t: t.number):
+            rep = first.setdefault(design_key(t.params), t)
+            hits.setdefault(rep.number, []).append(t.number)
+    return StudyTable(list(objectives), list(directions), trials, complete, feasible, list(first.values()), hits)
 
 
 def _row(trial: optuna.trial.FrozenTrial, table: StudyTable, pareto_ids: set[int]) -> dict[str, Any]:
@@ -61,8 +83,9 @@ def _row(trial: optuna.trial.FrozenTrial, table: StudyTable, pareto_ids: set[int
     values = trial.values or [math.nan] * len(table.objectives)
     row.update({f"objective.{k}": v for k, v in zip(table.objectives, values, strict=True)})
     row.update({f"constraint.{k}": v for k, v in trial.constraints.items()})
-    row.update({f"metric.{k}": v for k, v in trial.user_attrs.items()
-                if k not in ("error", "invalid_reason", "feasible")})
+    row.update({f"metric.{k}": v for k, v in trial_metrics(trial).items()})
+    row["repeat_of"] = trial.user_attrs.get("repeat_of", "")
+    row["worker"] = trial.user_attrs.get("worker", "")
     row["invalid_reason"] = trial.user_attrs.get("invalid_reason", "")
     row["error"] = trial.user_attrs.get("error", "")
     duration = trial.duration.total_seconds() if trial.duration is not None else math.nan
@@ -81,13 +104,59 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write_tables(table: StudyTable, run_dir: Path) -> None:
-    ids = {t.number for t in table.pareto}
+    """trials.csv: every trial (``pareto`` true for each trial of a Pareto design); pareto.csv: each distinct
+    Pareto design once, with the trials that evaluated it."""
+    ids = {n for numbers in table.hits.values() for n in numbers}
     write_csv(run_dir / "trials.csv", [_row(t, table, ids) for t in table.trials])
-    write_csv(run_dir / "pareto.csv", [_row(t, table, ids) for t in table.pareto])
+    write_csv(run_dir / "pareto.csv", [{**_row(t, table, ids), "trials": ";".join(map(str, table.hits[t.number]))}
+                                       for t in table.pareto])
 
 
-def summarise(table: StudyTable, wall_s: float, extra: dict[str, Any]) -> dict[str, Any]:
-    hv: Hypervolume = hypervolume(table.values(table.pareto), table.values(table.feasible), table.directions)
+def load_reference_front(path: Path, objectives: Sequence[str]) -> np.ndarray:
+    """The objective values of another run's ``pareto.csv`` (``search.reference_front``): it must exist and
+    hold exactly this run's objectives (refused before any work otherwise)."""
+    key = "search.reference_front"
+    if not path.is_file():
+        raise ConfigError(f"{key}: {path} is not a file (give another run's pareto.csv)")
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    columns = [c.removeprefix("objective.") for c in (rows[0] if rows else {}) if c.startswith("objective.")]
+    if not rows or sorted(columns) != sorted(objectives):
+        raise ConfigError(f"{key}: {path} has objectives {sorted(columns) or 'none'}; this run optimises "
+                          f"{sorted(objectives)}: compare runs of the same problem")
+    try:
+        values = np.array([[float(r[f"objective.{m}"]) for m in objectives] for r in rows])
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {path} has a non-numeric objective value ({exc})") from None
+    return values[np.all(np.isfinite(values), axis=1)]
+
+
+def indicators(table: StudyTable, box: Box, reference_front: np.ndarray | None = None,
+               reference_path: str | None = None) -> dict[str, Any]:
+    """Hypervolume in the fixed box, and IGD+ / additive epsilon to a reference front when one is given."""
+    front = table.values(table.pareto)
+    out: dict[str, Any] = {"hypervolume": hypervolume(front, box), "box": box.describe(),
+                           "pareto_outside_box": int(np.sum(np.any(box.scale(front) >= 1.0, axis=1)))}
+    if reference_front is not None:
+        out["reference_front"] = {
+            "path": reference_path, "size": len(reference_front),
+            "hypervolume": hypervolume(reference_front, box),
+            "hypervolume_ratio": (out["hypervolume"] / hypervolume(reference_front, box)
+                                  if hypervolume(reference_front, box) > 0 else None),
+            "igd_plus": igd_plus(front, reference_front, box),
+            "epsilon_additive": epsilon_additive(front, reference_front, box)}
+    return out
+
+
+def history(table: StudyTable, box: Box) -> tuple[np.ndarray, np.ndarray]:
+    """Trial numbers and the hypervolume of the feasible front after each (COMPLETE trials in order)."""
+    trials = sorted(table.complete, key=lambda t: t.number)
+    values = table.values(trials)
+    feasible = np.array([is_feasible(t) for t in trials], dtype=bool)
+    return np.array([t.number for t in trials]), hypervolume_history(values, feasible, box)
+
+
+def summarise(table: StudyTable, wall_s: float, quality: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     states: dict[str, int] = {}
     for t in table.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
@@ -99,9 +168,7 @@ def summarise(table: StudyTable, wall_s: float, extra: dict[str, Any]) -> dict[s
         "states": states,
         "pareto_size": len(table.pareto),
         "objectives": dict(zip(table.objectives, table.directions, strict=True)),
-        "hypervolume": hv.value,
-        "hypervolume_normalisation": hv.describe(),
-        "hypervolume_bounds": {"ideal": hv.ideal, "nadir": hv.nadir, "reference": hv.reference},
+        **quality,
         "wall_time_s": wall_s,
         **extra,
     }

@@ -67,7 +67,7 @@ def check_sampler(node: Mapping[str, Any]) -> None:
         if key not in params:
             raise ConfigError(f"search.sampler.{key}: not an option of {node['_target_']}; options: {allowed}")
     if "search_space" not in params:  # the values too: build it once (samplers are cheap to construct)
-        _construct(node, target, {})
+        _construct(node, target, {"seed": 0} if "seed" in params else {})  # seeded: no "no seed" warning
 
 
 def _construct(node: Mapping[str, Any], target: Callable[..., optuna.samplers.BaseSampler],

@@ -25,6 +25,21 @@ def suggest(trial: optuna.Trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
     return params
 
 
+def distributions(space: dict[str, ParamSpec]) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The Optuna distribution of every knob (what :func:`suggest` asks for)."""
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for key, spec in space.items():
+        if spec.type == "categorical":
+            out[key] = optuna.distributions.CategoricalDistribution(list(spec.choices or []))
+        elif spec.type == "int":
+            out[key] = optuna.distributions.IntDistribution(int(spec.low), int(spec.high), log=spec.log,
+                                                            step=int(spec.step) if spec.step is not None else 1)
+        else:
+            out[key] = optuna.distributions.FloatDistribution(float(spec.low), float(spec.high), log=spec.log,
+                                                              step=spec.step)
+    return out
+
+
 def grid_values(key: str, spec: ParamSpec) -> list[Any]:
     """All values of one knob for exhaustive (grid) search."""
     if spec.type == "categorical":

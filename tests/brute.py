@@ -34,3 +34,18 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
                 volume *= axes[i][c + 1] - axes[i][c]
             total += volume
     return total
+
+
+def igd_plus(front: Sequence[Sequence[float]], reference: Sequence[Sequence[float]]) -> float:
+    """IGD+ (Ishibuchi et al., EMO 2015), minimisation: mean over reference points of the distance to the
+    nearest front point, counting only the coordinates where the front point is worse."""
+    def d(a: Sequence[float], r: Sequence[float]) -> float:
+        return sum(max(x - y, 0.0) ** 2 for x, y in zip(a, r, strict=True)) ** 0.5
+
+    return sum(min(d(a, r) for a in front) for r in reference) / len(reference)
+
+
+def epsilon_additive(front: Sequence[Sequence[float]], reference: Sequence[Sequence[float]]) -> float:
+    """Additive epsilon (Zitzler et al., IEEE TEC 2003), minimisation: the smallest shift that lets every
+    reference point be weakly dominated by some shifted front point."""
+    return max(min(max(x - y for x, y in zip(a, r, strict=True)) for a in front) for r in reference)

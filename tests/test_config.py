@@ -33,7 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
         (["+system.hw.rowz=3"], r"system\.hw\.rowz.*allowed knobs"),
         (["+system.objectives.speed=minimize"], r"system\.objectives\.speed.*allowed metrics"),
         (["workload.batch=0"], r"workload\.batch"),
-        (["system.space.rows.low=0"], r"system\.space\.rows\.low"),
+        (["system.space.clock_ghz.step=-1"], r"system\.space\.clock_ghz\.step.*> 0"),
+        (["system.space.memory.choices=[ddr9]"], r"system\.space\.memory\.choices.*'hbm2_2000_x1'"),
+        (["+system.catalog.memory.sets.rowz=bandwidth_gbps"],
+         r"system\.catalog\.memory\.entries\.\w+\.bandwidth_gbps|system\.catalog\.memory\.sets\.rowz.*allowed knobs"),
+        (["system.catalog.memory.sets.dram_bw_gbps=speed"], r"system\.catalog\.memory\.entries\.\w+\.speed.*missing"),
+        (["system.catalog.memory.entries.hbm2_2000_x1.bandwidth_gbps.source=''"],
+         r"system\.catalog\.memory\.entries\.hbm2_2000_x1\.bandwidth_gbps\.source"),
+        (["+system.reference.utilization.best=1"], r"system\.reference\.utilization\.worst.*missing"),
         (["system.hw.dataflow=rs"], r"system\.hw\.dataflow.*'os', 'ws', 'is'"),
         (["tech.dram_energy_pj_per_byte.source=''"], r"tech\.dram_energy_pj_per_byte\.source"),
         (["system.constraints.area_mm2.max=nan"], r"system\.constraints\.area_mm2\.max.*finite"),
@@ -84,7 +91,7 @@ def test_tech_files_list_every_field_or_extend_one() -> None:
 
 def test_every_searched_knob_exists_in_hw(make_cfg: Callable[..., Config]) -> None:
     cfg = make_cfg()
-    assert set(cfg.system.space) <= set(cfg.system.hw)
+    assert set(cfg.system.space) <= set(cfg.system.hw) | set(cfg.system.catalog)
 
 
 def test_cost_side_imports_no_torch() -> None:

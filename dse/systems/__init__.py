@@ -48,9 +48,14 @@ def check_system_config(cfg: Config, system: System) -> None:
     missing = sorted(knobs - set(hw))
     if missing:
         raise ConfigError(f"system.hw.{missing[0]}: missing; every knob needs a default: {sorted(knobs)}")
+    for name, knob in cfg.system.catalog.items():
+        for hw_key in knob.sets:
+            if hw_key not in knobs:
+                raise ConfigError(f"system.catalog.{name}.sets.{hw_key}: unknown knob; allowed knobs: {sorted(knobs)}")
     for key in cfg.system.space:
-        if key not in knobs:
-            raise ConfigError(f"system.space.{key}: unknown knob; allowed knobs: {sorted(knobs)}")
+        if key not in knobs and key not in cfg.system.catalog:
+            raise ConfigError(f"system.space.{key}: unknown knob; allowed knobs: {sorted(knobs)}"
+                              + (f"; catalog knobs: {sorted(cfg.system.catalog)}" if cfg.system.catalog else ""))
     for section, names in (("objectives", cfg.system.objectives), ("constraints", cfg.system.constraints)):
         for metric in names:
             if metric not in system.metrics:

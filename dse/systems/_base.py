@@ -98,8 +98,19 @@ class System(ABC):
     knob_choices: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, cfg: Config) -> None:
+        from dse.catalog import Catalog
+
         self.name = cfg.system.name
         self.kv_method = cfg.system.kv_method
+        self.hw = dict(cfg.system.hw)
+        self.catalogs = {n: Catalog.from_config(n, k) for n, k in cfg.system.catalog.items()}
+
+    def complete(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The design point of searched knob values (scalars or arrays): the hardware defaults, the values
+        over them, catalog choices (e.g. ``memory``) expanded into the knobs they set."""
+        from dse.catalog import complete
+
+        return complete(self.hw, params, self.catalogs)
 
     @property
     @abstractmethod
