@@ -191,12 +191,17 @@ class Bound:
     min: Optional[float] = None
 
 
+def _mapping_of(key: str, value: Any, allowed: tuple[str, str]) -> None:
+    """``value`` is a mapping with no keys but ``allowed`` (the message names the bad key)."""
+    _require(isinstance(value, dict), key, f"give a mapping {{{allowed[0]}: ..., {allowed[1]}: ...}}, got {value!r}")
+    unknown = sorted(set(value) - set(allowed))
+    _require(not unknown, f"{key}.{unknown[0] if unknown else ''}", f"unknown key; allowed: {sorted(allowed)}")
+
+
 def _bound(key: str, value: Any) -> Bound:
     if isinstance(value, Bound):
         return value
-    _require(isinstance(value, dict), key, f"give a mapping {{max: ..., min: ...}}, got {value!r}")
-    unknown = sorted(set(value) - {"max", "min"})
-    _require(not unknown, f"{key}.{unknown[0] if unknown else ''}", "unknown key; allowed: ['max', 'min']")
+    _mapping_of(key, value, ("max", "min"))
     out = {}
     for side in ("max", "min"):
         v = value.get(side)
@@ -217,9 +222,7 @@ class Reference:
 def _reference(key: str, value: Any) -> Reference:
     if isinstance(value, Reference):
         return value
-    _require(isinstance(value, dict), key, f"give a mapping {{best: ..., worst: ...}}, got {value!r}")
-    unknown = sorted(set(value) - {"best", "worst"})
-    _require(not unknown, f"{key}.{unknown[0] if unknown else ''}", "unknown key; allowed: ['best', 'worst']")
+    _mapping_of(key, value, ("best", "worst"))
     _require("worst" in value, f"{key}.worst", "missing: the reference point (worst value counted)")
     for side in ("best", "worst"):
         v = value.get(side, 0.0)

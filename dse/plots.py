@@ -91,10 +91,14 @@ def pareto_figure(table: StudyTable, descriptions: Mapping[str, str], title: str
 
 def save_pareto_plots(table: StudyTable, descriptions: Mapping[str, str], title: str, run_dir: Path,
                       formats: Sequence[str]) -> list[Path]:
-    fig = pareto_figure(table, descriptions, title)
+    return save_figure(pareto_figure(table, descriptions, title), run_dir / "pareto", formats)
+
+
+def save_figure(fig: plt.Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
+    """The figure as ``stem.<fmt>`` for every format, then closed."""
     paths = []
     for fmt in formats:
-        path = run_dir / f"pareto.{fmt}"
+        path = stem.with_suffix(f".{fmt}")
         fig.savefig(path, dpi=130)
         paths.append(path)
     plt.close(fig)
@@ -116,10 +120,4 @@ def save_history_plot(numbers: np.ndarray, hv: np.ndarray, title: str, run_dir: 
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    paths = []
-    for fmt in formats:
-        path = run_dir / f"hypervolume.{fmt}"
-        fig.savefig(path, dpi=130)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, run_dir / "hypervolume", formats)

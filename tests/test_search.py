@@ -230,6 +230,10 @@ def test_exported_tender_designs_keep_their_mechanism(make_cfg: Callable[..., Co
     assert designs
     for path in designs:
         assert evaluate_cli.main([str(path)]) == 0
+        system = yaml.safe_load(path.read_text())["system"]  # the memory part, buildable, with its source
+        part = system["parts"]["memory"]
+        assert system["hw"]["hbm_bw_gbps"] == part["entry"]["bandwidth_gbps"]["value"]
+        assert part["entry"]["bandwidth_gbps"]["source"] and "memory" not in system["hw"]
 
 
 def test_readme_search_command_smoke(tmp_path: Path) -> None:
