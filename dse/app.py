@@ -61,10 +61,11 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
              f"{len(table.feasible)} feasible designs")
     save_pareto_plots(table, problem.descriptions, title, run_dir, cfg.output.plot_formats)
     quality = indicators(table, box, reference_front, ref_path)
-    if quality["pareto_outside_box"]:
-        log.warning("%d Pareto design(s) lie beyond the hypervolume box's worst values and add nothing to the "
-                    "hypervolume; widen system.reference / accuracy.reference for this model (see summary.json box)",
-                    quality["pareto_outside_box"])
+    if quality["pareto_outside_box"]:  # normal for a few; all of them means the box does not fit this problem
+        level = logging.WARNING if quality["hypervolume"] == 0 else logging.INFO
+        log.log(level, "%d of %d Pareto design(s) lie beyond the hypervolume box's worst values and add nothing to "
+                "the hypervolume%s (box: summary.json)", quality["pareto_outside_box"], len(table.pareto),
+                "; widen system.reference / accuracy.reference for this model" if level == logging.WARNING else "")
     if exhaustive is None:  # an enumeration has no order of discovery
         numbers, hv = history(table, box)
         save_history_plot(numbers, hv, f"{cfg.system.name}: hypervolume of the feasible front "
