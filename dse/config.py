@@ -362,6 +362,25 @@ PROJECT_ROOT = CONF_DIR.parent
 
 
 @dataclass
+class ScreeningConfig:
+    """Cheap accuracy screening: a new key is first measured on ``windows`` x ``seq_len`` tokens; when its
+    increase divided by ``factor`` (the screen's largest over-statement of a clear increase, measured by
+    ``python -m dse.studies.screening``, times a safety of 1.5) still exceeds ``max_ppl_increase``, the
+    design is infeasible for sure and the full measurement is skipped (the screened value is recorded, with
+    ``accuracy_screened`` 1)."""
+
+    enabled: bool = False
+    windows: int = 1
+    seq_len: int = 512
+    factor: float = 3.83  # Tender's default space: 1.5 x 2.556 (the larger of Tender's and InfiniGen's 1.932)
+
+    def __post_init__(self) -> None:
+        _require(self.windows >= 1, "accuracy.screening.windows", f"must be >= 1, got {self.windows}")
+        _require(self.seq_len >= 8, "accuracy.screening.seq_len", f"must be >= 8, got {self.seq_len}")
+        _require(self.factor >= 1, "accuracy.screening.factor", f"must be >= 1 (a safety margin), got {self.factor}")
+
+
+@dataclass
 class AccuracyConfig:
     """The measured-accuracy oracle: proxy model, text, window budget, cache, and how it couples."""
 
@@ -380,6 +399,7 @@ class AccuracyConfig:
     progress: bool = True
     # accuracy objective -> {best, worst}: its side of the fixed hypervolume box (see system.reference)
     reference: Dict[str, Any] = field(default_factory=dict)
+    screening: ScreeningConfig = field(default_factory=ScreeningConfig)
 
     def __post_init__(self) -> None:
         self.reference = {metric: _reference(f"accuracy.reference.{metric}", value)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,13 @@ class AccuracyProvider:
         self.system = system
         self.oracle = AccuracyOracle(cfg.accuracy)
         self._baseline: float | None = None
+        scr = cfg.accuracy.screening
+        self.bound = cfg.accuracy.max_ppl_increase
+        self.screen = (AccuracyOracle(dataclasses.replace(cfg.accuracy, windows=scr.windows, seq_len=scr.seq_len))
+                       if scr.enabled and self.bound is not None else None)
+        self.factor = scr.factor
+        self._screen_baseline: float | None = None
+        self.screened_out = 0
 
     @property
     def baseline_ppl(self) -> float:
@@ -35,27 +44,52 @@ class AccuracyProvider:
         n = len(rows)
         ppl = np.full(n, np.nan)
         selected = np.full(n, np.nan)
+        screened = np.zeros(n)
         by_position: list[np.ndarray] = []
         for i, point in enumerate(rows):
             spec = self.system.accuracy_spec(point)
             if spec is None:
                 continue
-            m = self.oracle.measure(*spec)
-            ppl[i] = m.ppl
+            m, screened[i] = self.measure(spec)
+            ppl[i] = m.ppl if not screened[i] else m.ppl - self.screen_baseline + self.baseline_ppl
             if m.stats:
                 selected[i] = m.stats["mean_selected"]
                 ctx = [_bucket_mid(k) for k in m.stats["by_context"]]
                 by_position.append(np.array(list(m.stats["by_context"].values())) / np.array(ctx))
         out = {"ppl": ppl, "ppl_increase": ppl - self.baseline_ppl, "mean_selected_measured": selected}
+        if self.screen is not None:
+            out["accuracy_screened"] = screened
         if n == 1 and by_position:
             out["selected_fraction_by_position"] = by_position[0]
         return out
+
+    @property
+    def screen_baseline(self) -> float:
+        assert self.screen is not None
+        if self._screen_baseline is None:
+            self._screen_baseline = self.screen.baseline().ppl
+        return self._screen_baseline
+
+    def measure(self, spec: tuple[Any, Any]) -> tuple[Any, bool]:
+        """The full measurement, or (screening on, the key not measured fully yet) the screen's when it shows
+        the design beyond the accuracy bound even after dividing its increase by the stated factor."""
+        if self.screen is None or self.oracle.lookup(self.oracle.key(*spec)) is not None:
+            return self.oracle.measure(*spec), False
+        s = self.screen.measure(*spec)
+        assert self.bound is not None
+        if math.isfinite(s.ppl) and (s.ppl - self.screen_baseline) / self.factor <= self.bound:
+            return self.oracle.measure(*spec), False
+        self.screened_out += 1
+        return s, True
 
     def describe(self) -> dict[str, Any]:
         ident = self.oracle.identity()
         return {"proxy_model": ident["model"], "proxy_model_sha256": ident["model_sha256"],
                 "text_sha256": ident["text_sha256"], "windows": ident["windows"], "seq_len": ident["seq_len"],
                 "baseline_ppl": self.baseline_ppl, "measurements_this_run": self.oracle.measured,
+                "screening": ({"windows": self.screen.cfg.windows, "seq_len": self.screen.cfg.seq_len,
+                               "factor": self.factor, "screen_measurements": self.screen.measured,
+                               "keys_screened_out": self.screened_out} if self.screen is not None else None),
                 "cache": str(self.oracle.db_path)}
 
 

@@ -126,6 +126,7 @@ ACCURACY_METRICS = {
     "ppl": "perplexity of the proxy model under the design's quantisation / KV selection [-]",
     "ppl_increase": "perplexity increase over the unquantised, dense proxy model [-]",
     "mean_selected_measured": "KV selection: mean selected tokens per sparse layer and row on the proxy [tokens]",
+    "accuracy_screened": "1: ppl from the cheap screen only (infeasible for sure, full measurement skipped) [-]",
 }
 
 

@@ -96,7 +96,7 @@ def check_journal(path: Path) -> None:
 PROBLEM_ATTR = "tide_problem"
 #: accuracy settings that change what a measured objective means (progress bars, threads, device do not)
 ACCURACY_KEYS = ("model_path", "text_path", "calib_path", "windows", "seq_len", "calib_windows", "dtype",
-                 "objective", "max_ppl_increase")
+                 "objective", "max_ppl_increase", "screening")
 
 
 def problem_record(cfg: Config, problem: Problem) -> dict[str, Any]:
