@@ -30,7 +30,7 @@ from tqdm import tqdm
 from dse.config import Bound, ConfigError, ParamSpec
 from dse.objectives import Problem, assess, assess_arrays
 from dse.pareto import to_minimisation
-from dse.space import distributions, grid_space
+from dse.space import distributions, grid_size, grid_space
 from dse.systems import System
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def check_enumerable(space: Mapping[str, ParamSpec], max_points: int) -> int:
         if spec.type == "float" and spec.step is None:
             raise ConfigError(f"system.space.{key}: a continuous knob (float without step) cannot be enumerated; "
                               "give it a step or choices, or use another sampler")
-    size = int(np.prod([len(v) for v in grid_space(dict(space)).values()], dtype=np.float64)) if space else 1
+    size = grid_size(dict(space))
     if size > max_points:
         sizes = {k: len(v) for k, v in grid_space(dict(space)).items()}
         raise ConfigError(f"search.max_points: the space has {size:,} points (knob sizes {sizes}), more than "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -63,4 +64,5 @@ def grid_space(space: dict[str, ParamSpec]) -> dict[str, list[Any]]:
 
 
 def grid_size(space: dict[str, ParamSpec]) -> int:
-    return int(np.prod([len(v) for v in grid_space(space).values()])) if space else 1
+    """The number of points of the grid (exact: Python integers, no int64 overflow for huge spaces)."""
+    return math.prod(len(v) for v in grid_space(space).values())
