@@ -10,14 +10,17 @@ from typing import Any
 from omegaconf import DictConfig
 
 from dse import __version__
+from dse.accuracy_store import store_for
 from dse.config import Config, to_config
 from dse.coupling import problem_for
 from dse.export import export_designs
+from dse.host import worker_id
 from dse.pareto import Box
 from dse.plots import save_history_plot, save_pareto_plots
 from dse.report import history, indicators, load_reference_front, study_table, summarise, write_summary, write_tables
-from dse.study import LoopResult, open_study, optimise
+from dse.study import LoopResult, claim_run_dir, make_storage, open_study, optimise, storage_target
 from dse.systems import make_system
+from dse.workers import run_workers
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +34,17 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     system = make_system(cfg)  # all config checks happen before the study is touched
     if cfg.search.exhaustive:
         check_enumerable(cfg.system.space, cfg.search.max_points)
-    problem, accuracy = problem_for(cfg, system)
+    target = storage_target(cfg.search, run_dir.resolve())
+    claim_run_dir(run_dir, target, cfg.search.study_name)
+    storage = make_storage(cfg.search, run_dir.resolve())  # a storage that cannot open: refused before any work
+    problem, accuracy = problem_for(cfg, system, store_for(target, worker_id(), cfg.search.accuracy_lease_s))
     box = Box.of(problem.objectives, {**cfg.system.reference, **cfg.accuracy.reference})
     ref_path = cfg.search.reference_front
     reference_front = load_reference_front(Path(ref_path), list(problem.objectives)) if ref_path else None
     if accuracy is not None:  # loads the model (unless cached): a model that cannot load stops the run here
         log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
     run_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(cfg, run_dir, problem)
+    study = open_study(cfg, run_dir.resolve(), problem, storage)
     exhaustive: dict[str, Any] | None = None
     if cfg.search.exhaustive:
         from dse.exhaustive import enumerate_front, record
@@ -50,8 +56,10 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
         exhaustive = enumeration.describe()
         result = LoopResult(n_asked=enumeration.counts["enumerated"], n_failed=0,
                             wall_s=enumeration.measure_s + enumeration.enumerate_s)
+    elif cfg.search.workers > 1:
+        result = run_workers(cfg, run_dir.resolve(), target, study)
     else:
-        result = optimise(study, cfg, system, problem)
+        result = optimise(study, cfg, system, problem, target)
 
     objectives = list(problem.objectives)
     table = study_table(study, objectives, list(problem.objectives.values()))
@@ -74,7 +82,7 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     designs = (export_designs(cfg, system, problem, table, run_dir, cfg.output.max_exported_designs)
                if cfg.output.export_designs else [])
     summary = summarise(table, result.wall_s, quality, {
-        "this_session": {"asked": result.n_asked, "failed": result.n_failed},
+        "this_session": {"asked": result.n_asked, "failed": result.n_failed, "workers": cfg.search.workers},
         "interrupted": signal.Signals(result.interrupted).name if result.interrupted else None,
         "study_name": cfg.search.study_name,
         "sampler": cfg.search.sampler_name,

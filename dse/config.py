@@ -332,6 +332,13 @@ class SearchConfig:
     progress: bool = True
     max_points: int = 30_000_000  # exhaustive sampler: larger spaces are refused (about 3 min on 2 cores)
     reference_front: Optional[str] = None  # another run's pareto.csv: IGD+ and additive epsilon against it
+    workers: int = 1  # processes on this machine, each its own ask/tell loop on the study
+    join: bool = False  # create study_name, or join it if it exists (cluster jobs started together)
+    job: int = 0  # which job of a cluster sweep this is (search.job=range(N)): sampler seeds differ per job
+    heartbeat_interval: int = 10  # s; database storages: a RUNNING trial's worker proves it is alive this often
+    grace_period: int = 30  # s without a heartbeat after which its trial is failed (and retried)
+    max_retry: int = 2  # times a trial whose worker died is retried with its parameters
+    accuracy_lease_s: float = 60.0  # database storages: an accuracy key's lease expires after this without renewal
 
     def __post_init__(self) -> None:
         from dse.samplers import check_sampler  # imports optuna: only when a config is validated
@@ -344,6 +351,21 @@ class SearchConfig:
         _require(self.max_points >= 1, "search.max_points", f"must be >= 1, got {self.max_points}")
         _require(not (self.exhaustive and self.resume), "search.resume",
                  "an exhaustive run enumerates its space in one go; start a new study instead")
+        _require(self.workers >= 1, "search.workers",
+                 f"must be >= 1 (worker processes on this machine), got {self.workers}")
+        _require(not (self.exhaustive and (self.workers > 1 or self.join)), "search.workers",
+                 "the exhaustive sampler runs its own process pool (search.sampler.workers); use search.workers=1 "
+                 "and search.join=false with it")
+        _require(not (self.join and self.resume), "search.join",
+                 "join creates the study or continues it; do not combine it with search.resume")
+        _require(self.job >= 0, "search.job", f"must be >= 0, got {self.job}")
+        _require(self.heartbeat_interval >= 1, "search.heartbeat_interval",
+                 f"must be >= 1 second, got {self.heartbeat_interval}")
+        _require(self.grace_period > self.heartbeat_interval, "search.grace_period",
+                 f"must exceed search.heartbeat_interval ({self.heartbeat_interval} s), got {self.grace_period}")
+        _require(self.max_retry >= 0, "search.max_retry", f"must be >= 0, got {self.max_retry}")
+        _require(self.accuracy_lease_s >= 2, "search.accuracy_lease_s",
+                 f"must be >= 2 seconds, got {self.accuracy_lease_s}")
 
     @property
     def exhaustive(self) -> bool:

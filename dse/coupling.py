@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from dse.accuracy_store import AccuracyStore
 from dse.config import Config
+from dse.host import worker_id
 from dse.objectives import Problem, build_problem
 from dse.systems import System, split_points
 
@@ -19,15 +21,16 @@ log = logging.getLogger(__name__)
 class AccuracyProvider:
     """Perplexity (and its increase over the unquantised proxy model) of each design point."""
 
-    def __init__(self, cfg: Config, system: System) -> None:
+    def __init__(self, cfg: Config, system: System, store: AccuracyStore | None = None) -> None:
         from dse.oracle import AccuracyOracle
 
         self.system = system
-        self.oracle = AccuracyOracle(cfg.accuracy)
+        self.oracle = AccuracyOracle(cfg.accuracy, store, worker_id())
         self._baseline: float | None = None
         scr = cfg.accuracy.screening
         self.bound = cfg.accuracy.max_ppl_increase
-        self.screen = (AccuracyOracle(dataclasses.replace(cfg.accuracy, windows=scr.windows, seq_len=scr.seq_len))
+        self.screen = (AccuracyOracle(dataclasses.replace(cfg.accuracy, windows=scr.windows, seq_len=scr.seq_len),
+                                      self.oracle.store)
                        if scr.enabled and self.bound is not None else None)
         self.factor = scr.factor
         self._screen_baseline: float | None = None
@@ -90,7 +93,7 @@ class AccuracyProvider:
                 "screening": ({"windows": self.screen.cfg.windows, "seq_len": self.screen.cfg.seq_len,
                                "factor": self.factor, "screen_measurements": self.screen.measured,
                                "keys_screened_out": self.screened_out} if self.screen is not None else None),
-                "cache": str(self.oracle.db_path)}
+                "cache": self.oracle.store.location}
 
 
 def _bucket_mid(label: str) -> float:
@@ -98,11 +101,13 @@ def _bucket_mid(label: str) -> float:
     return 0.5 * (lo + hi)
 
 
-def problem_for(cfg: Config, system: System) -> tuple[Problem, AccuracyProvider | None]:
-    """Objectives/constraints of a run; with a measured-accuracy objective where the system has one."""
+def problem_for(cfg: Config, system: System, store: AccuracyStore | None = None
+                ) -> tuple[Problem, AccuracyProvider | None]:
+    """Objectives/constraints of a run; with a measured-accuracy objective where the system has one.
+    ``store``: where measurements live (default: the SQLite file in ``accuracy.cache_dir``)."""
     provider = None
     if cfg.accuracy.coupled and system.accuracy_spec(dict(cfg.system.hw)) is not None:
-        provider = AccuracyProvider(cfg, system)
+        provider = AccuracyProvider(cfg, system, store)
     elif cfg.accuracy.coupled:
         log.info("system %s has no accuracy coupling; searching its cost model only", system.name)
     problem = build_problem(cfg.system.objectives, cfg.system.constraints, system.intrinsic_constraints,

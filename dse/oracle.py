@@ -1,12 +1,12 @@
 """The accuracy oracle: measured perplexity of a quantisation configuration, persisted and shared.
 
-Measurements are stored in SQLite (WAL mode) under the cache directory, keyed by the sha256 of every
-input that affects them: model file hash, evaluation- and calibration-text hashes, window set-up,
-dtype, every quantisation and KV-selection knob, and a fingerprint of the emulation code itself (every
-module of ``workloads/accuracy`` and this file, comments and docstrings aside), so that a change to the
-code that measures is never served measurements of the code before it. A search never measures a key twice; several
-processes can share the cache: a per-key file lock makes the second worker wait for the first one's
-result instead of measuring it again.
+Measurements are stored (:mod:`dse.accuracy_store`: an SQLite file in the cache directory, or the study's own
+database) keyed by the sha256 of every input that affects them: model file hash, evaluation- and
+calibration-text hashes, window set-up, dtype, every quantisation and KV-selection knob, and a fingerprint of
+the emulation code itself (every module of ``workloads/accuracy`` and this file, comments and docstrings
+aside), so that a change to the code that measures is never served measurements of the code before it. A
+search never measures a key twice; workers sharing a store wait for the one measuring a key instead of
+measuring it again.
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import json
 import logging
-import math
-import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dse.accuracy_store import AccuracyStore, Fresh, LocalStore, Row
 from dse.config import PROJECT_ROOT, AccuracyConfig, ConfigError, first_line
 
 log = logging.getLogger(__name__)
@@ -78,13 +75,15 @@ class AccuracySetupError(ConfigError):
 
 
 class AccuracyOracle:
-    def __init__(self, cfg: AccuracyConfig) -> None:
+    """Measures perplexity on the real model; ``store`` keeps the measurements (default: the SQLite file in
+    the cache directory; a study in a database shares the database's, see :mod:`dse.accuracy_store`)."""
+
+    def __init__(self, cfg: AccuracyConfig, store: AccuracyStore | None = None, owner: str = "") -> None:
         from workloads.accuracy.real_model import ModelSource, default_cache_dir
 
         self.cfg = cfg
         self.cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.cache_dir / "accuracy.sqlite"
         self.text_path = cfg.path("text_path")
         self.calib_path = cfg.path("calib_path")
         if not self.text_path.is_file():
@@ -100,30 +99,7 @@ class AccuracyOracle:
         self._calib_ids: Any = None
         self._skew: Any = None
         self.measured = 0
-        self._open_store()
-
-    def _open_store(self) -> None:
-        """Create the table; a damaged store is moved aside (its measurements can be re-measured) with a
-        warning naming both paths, and a new one started."""
-        try:
-            self._create_table()
-        except sqlite3.DatabaseError as exc:
-            aside = self.db_path.with_name(f"{self.db_path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-            for suffix in ("", "-wal", "-shm"):
-                part = self.db_path.with_name(self.db_path.name + suffix)
-                if part.exists():
-                    part.rename(aside.with_name(aside.name + suffix))
-            log.warning("accuracy cache %s is damaged (%s): moved aside to %s; measurements will be re-made",
-                        self.db_path, exc, aside)
-            self._create_table()
-
-    def _create_table(self) -> None:
-        with self._db() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS measurements (key TEXT PRIMARY KEY, ppl REAL, tokens INTEGER, "
-                       "identity TEXT, seconds REAL, created REAL, stats TEXT)")
-            columns = {row[1] for row in db.execute("PRAGMA table_info(measurements)")}
-            if "stats" not in columns:  # caches written before KV selection existed
-                db.execute("ALTER TABLE measurements ADD COLUMN stats TEXT")
+        self.store = store if store is not None else LocalStore(self.cache_dir / "accuracy.sqlite", owner)
 
     # -- keys ---------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -157,58 +133,25 @@ class AccuracyOracle:
             payload["kv"] = dataclasses.asdict(kv)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
-    # -- storage ------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=120)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            yield db
-            db.commit()
-        finally:
-            db.close()
-
-    def lookup(self, key: str) -> tuple[float, int, float, dict | None] | None:
-        with self._db() as db:
-            row = db.execute("SELECT ppl, tokens, seconds, stats FROM measurements WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        return (float(row[0]) if row[0] is not None else math.inf, int(row[1]), row[2],
-                json.loads(row[3]) if row[3] else None)
-
-    @contextlib.contextmanager
-    def _key_lock(self, key: str) -> Iterator[None]:
-        lock_dir = self.cache_dir / "locks"
-        lock_dir.mkdir(exist_ok=True)
-        with (lock_dir / key[:32]).open("w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     # -- measuring ----------------------------------------------------------------------------
+    def lookup(self, key: str) -> Row | None:
+        return self.store.lookup(key)
+
     def measure(self, spec: Any, kv: Any = None) -> Measurement:
-        """Perplexity under quantisation ``spec`` and KV selection ``kv`` (None: dense attention)."""
+        """Perplexity under quantisation ``spec`` and KV selection ``kv`` (None: dense attention); measured
+        only if no worker sharing the store has measured (or is measuring) the key."""
         key = self.key(spec, kv)
-        hit = self.lookup(key)
-        if hit is None:
-            with self._key_lock(key):
-                hit = self.lookup(key)  # another worker may have finished it while we waited
-                if hit is None:
-                    start = time.monotonic()
-                    ppl, tokens, stats = self._run(spec, kv)
-                    secs = time.monotonic() - start
-                    ident = {**self.identity(), "quant": dataclasses.asdict(spec),
-                             "kv": dataclasses.asdict(kv) if kv is not None else None}
-                    with self._db() as db:
-                        db.execute("INSERT OR REPLACE INTO measurements (key, ppl, tokens, identity, seconds, "
-                                   "created, stats) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                   (key, ppl if math.isfinite(ppl) else None, tokens, json.dumps(ident), secs,
-                                    time.time(), json.dumps(stats) if stats else None))
-                    self.measured += 1
-                    return Measurement(ppl, tokens, key, False, secs, stats)
-        return Measurement(hit[0], hit[1], key, True, hit[2] or 0.0, hit[3])
+
+        def fresh() -> Fresh:
+            start = time.monotonic()
+            ppl, tokens, stats = self._run(spec, kv)
+            ident = {**self.identity(), "quant": dataclasses.asdict(spec),
+                     "kv": dataclasses.asdict(kv) if kv is not None else None}
+            return Fresh(Row(ppl, tokens, time.monotonic() - start, stats), ident)
+
+        row, measured = self.store.measure_once(key, fresh)
+        self.measured += measured
+        return Measurement(row.ppl, row.tokens, key, not measured, row.seconds, row.stats)
 
     def baseline(self) -> Measurement:
         from workloads.accuracy.specs import QuantSpec

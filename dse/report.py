@@ -85,6 +85,7 @@ def _row(trial: optuna.trial.FrozenTrial, table: StudyTable, pareto_ids: set[int
     row.update({f"constraint.{k}": v for k, v in trial.constraints.items()})
     row.update({f"metric.{k}": v for k, v in trial_metrics(trial).items()})
     row["repeat_of"] = trial.user_attrs.get("repeat_of", "")
+    row["retry_of"] = trial.user_attrs.get("retry_of", "")  # the trial of a dead worker this one runs again
     row["worker"] = trial.user_attrs.get("worker", "")
     row["invalid_reason"] = trial.user_attrs.get("invalid_reason", "")
     row["error"] = trial.user_attrs.get("error", "")

@@ -8,14 +8,12 @@ told as FAIL with the error text and the loop goes on.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import json
 import logging
 import math
 import os
 import signal
-import socket
 import threading
 import time
 import warnings
@@ -32,6 +30,7 @@ from optuna.storages.journal._storage import JournalOperation
 from tqdm import tqdm
 
 from dse.config import Config, ConfigError, SearchConfig, first_line, plain
+from dse.coordination import LOST, WAIT, Heartbeat, Retry, ask_lock_for, claim, quota_used, storage_errors, storage_lost
 from dse.objectives import Assessment, Problem, assess
 from dse.report import design_key
 from dse.samplers import exhausted, finite_size, make_sampler
@@ -41,9 +40,7 @@ from dse.systems import System
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "study.journal"
-
-
-UNCLAIMED_S = 1.0  # a RUNNING trial whose worker has not written itself in this long lost it at birth
+WAIT_POLL_S = 0.5  # a worker whose study has no room left looks again this often while others' trials run
 
 
 def storage_target(search: SearchConfig, run_dir: Path) -> str:
@@ -57,7 +54,11 @@ def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseSto
     target = storage_target(search, run_dir)
     if "://" in target:
         try:
-            return optuna.storages.RDBStorage(target)
+            with warnings.catch_warnings():  # heartbeat_interval is marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    target, heartbeat_interval=search.heartbeat_interval, grace_period=search.grace_period,
+                    engine_kwargs={"pool_pre_ping": True})  # stale trials: dse.coordination.reap
         except Exception as exc:  # missing driver, unreachable server, a file that is no database, ...
             raise ConfigError(f"search.storage: cannot open {target}: {type(exc).__name__}: "
                               f"{first_line(exc)}") from None
@@ -223,51 +224,6 @@ class FlockJournalLock(BaseJournalFileLock):
             os.close(fd)
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True
-
-
-def dead_here(worker: str) -> bool:
-    """Whether ``host:pid`` (see :func:`worker_id`) names a process of this machine that no longer exists."""
-    host, _, pid = worker.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
-
-
-def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
-    """Trials left RUNNING by a process of this machine that no longer exists (killed with -9, a crash)
-    are told FAIL with a message; those of other machines, or of live processes, are left alone."""
-    host = socket.gethostname()
-    failed = []
-    now = datetime.datetime.now(datetime.UTC)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        worker = str(t.user_attrs.get("worker", ""))
-        if not worker:  # asked, then killed before its first write (a live worker writes within milliseconds)
-            started = t.datetime_start
-            age = (now - started.astimezone(datetime.UTC)).total_seconds() if started else 0.0
-            if age < UNCLAIMED_S:
-                continue
-        elif not dead_here(worker):
-            if not worker.startswith(f"{host}:"):
-                log.warning("trial %d is RUNNING on %s; left alone", t.number, worker)
-            continue
-        study._storage.set_trial_user_attr(t._trial_id, "error", f"its worker {worker} died; failed on resume")
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        failed.append(t.number)
-    if failed:
-        log.warning("failed %d trial(s) left RUNNING by a dead worker: %s", len(failed), failed)
-    return failed
-
-
 RUN_RECORD = "run.json"
 
 
@@ -289,40 +245,61 @@ def record_run_dir(run_dir: Path, target: str, study_name: str) -> None:
     (run_dir / RUN_RECORD).write_text(json.dumps({"storage": target, "study_name": study_name}) + "\n")
 
 
-def open_study(cfg: Config, run_dir: Path, problem: Problem) -> optuna.Study:
-    sampler = make_sampler(cfg.search.sampler, cfg.search.seed, cfg.system.space)  # bad options: before any file
+def worker_seed(search: SearchConfig, worker: int = 0) -> int:
+    """The sampler seed of worker ``worker`` of job ``search.job``: workers of one study must not draw the same
+    proposals; worker 0 of job 0 keeps ``search.seed`` (a one-process run is as before)."""
+    return search.seed + search.job * search.workers + worker
+
+
+def open_study(cfg: Config, run_dir: Path, problem: Problem,
+               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create, resume (``search.resume``) or join (``search.join``) the study, after checking that the
+    storage's study is this problem; claims the run directory for it."""
+    sampler = make_sampler(cfg.search.sampler, worker_seed(cfg.search), cfg.system.space)  # bad options: first
     target = storage_target(cfg.search, run_dir)
     claim_run_dir(run_dir, target, cfg.search.study_name)
-    storage = make_storage(cfg.search, run_dir)
+    storage = storage if storage is not None else make_storage(cfg.search, run_dir)
+    mode = "join" if cfg.search.join else "resume" if cfg.search.resume else "create"
+    study = attach(cfg, storage, problem, sampler, mode)
+    record_run_dir(run_dir, target, cfg.search.study_name)
+    return study
+
+
+def attach(cfg: Config, storage: optuna.storages.BaseStorage, problem: Problem,
+           sampler: optuna.samplers.BaseSampler, mode: str) -> optuna.Study:
+    """``mode``: create (the name must be new), resume (it must exist), join (either), worker (it must
+    exist; a worker process of this run, which writes nothing to the study itself)."""
     directions = list(problem.objectives.values())
     name = cfg.search.study_name
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    if cfg.search.resume and name not in existing:
+    if mode in ("resume", "worker") and name not in existing:
         raise ConfigError(f"search.resume: study {name!r} not found in the storage; studies there: "
                           f"{sorted(existing) or 'none'}")
-    if not cfg.search.resume and name in existing:
+    if mode == "create" and name in existing:
         raise ConfigError(f"search.study_name: study {name!r} already exists in the storage; "
-                          "set search.resume=true to continue it or choose another name")
-    if cfg.search.resume:  # loading writes nothing: every check below runs before the study is touched
+                          "set search.resume=true to continue it (search.join=true to add workers to it) "
+                          "or choose another name")
+    if mode in ("resume", "worker"):  # loading writes nothing: every check below runs before the study is touched
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    else:
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions)
+    else:  # join: two jobs starting together both get the one study
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions,
+                                    load_if_exists=mode == "join")
     if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
-        raise ConfigError("system.objectives: the resumed study was created with other objectives")
+        raise ConfigError(f"system.objectives: study {name!r} in the storage was created with other objectives "
+                          f"(directions {[d.name.lower() for d in study.directions]}, this run: {directions})")
     if study.metric_names is not None and list(study.metric_names) != list(problem.objectives):
-        raise ConfigError(f"system.objectives: the resumed study optimises {study.metric_names}, "
+        raise ConfigError(f"system.objectives: study {name!r} optimises {study.metric_names}, "
                           f"this run asks for {list(problem.objectives)}")
     record = problem_record(cfg, problem)
-    if cfg.search.resume:
-        check_same_problem(study, record)
-        fail_dead_workers_trials(study)
-    else:
+    if mode == "create" or (mode == "join" and PROBLEM_ATTR not in study.user_attrs):
         study.set_user_attr(PROBLEM_ATTR, record)
-    with warnings.catch_warnings():  # set_metric_names is marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(problem.objectives))
-    study.set_user_attr("system", cfg.system.name)
-    record_run_dir(run_dir, target, cfg.search.study_name)
+    else:
+        check_same_problem(study, record)
+    if mode != "worker":
+        with warnings.catch_warnings():  # set_metric_names is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(problem.objectives))
+        study.set_user_attr("system", cfg.system.name)
     return study
 
 
@@ -424,7 +401,6 @@ def run_trial(trial: optuna.Trial, cfg: Config, system: System, problem: Problem
     """Evaluate one trial's design point; sets constraints and attributes on the trial. ``stop``: a signal
     during the evaluation itself abandons the trial (:class:`Interrupted`). A design the study has already
     evaluated (``memo``) is not evaluated again: its recorded result is copied, with ``repeat_of``."""
-    trial.set_user_attr("worker", worker_id())  # lets a later resume tell a dead worker's trial from a live one
     params = suggest(trial, cfg.system.space)
     seen = memo.get(params) if memo is not None else None
     if seen is not None:
@@ -454,8 +430,13 @@ def attributes(result: Assessment) -> dict[str, Any]:
     return attrs
 
 
-def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem) -> LoopResult:
-    """Ask/tell loop with a progress bar, ``n_trials`` and ``timeout``; failures never stop it."""
+def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem, target: str,
+             progress: bool | None = None) -> LoopResult:
+    """This worker's ask/tell loop on the study in ``target`` (a journal path or a database URL; other workers
+    may share it). It runs until the study holds ``search.n_trials`` counted trials (see
+    :mod:`dse.coordination`), the sampler is exhausted, ``search.timeout`` passes or a signal arrives; a
+    trial that raises is told FAIL and the loop goes on. A storage that stops answering raises
+    :class:`~dse.coordination.StorageLost`."""
     search = cfg.search
     size = finite_size(study.sampler)
     n_total = search.n_trials if size is None else min(search.n_trials, size)
@@ -463,38 +444,53 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem)
     failed = asked = 0
     stop = StopRequest()
     memo = Memo(study)
-    trial: optuna.Trial | None = None
-    bar = tqdm(total=n_total, desc=f"search[{search.sampler_name}]", unit="trial", disable=not search.progress)
+    lock = ask_lock_for(target, search.study_name)
+    retry = Retry(search.max_retry)
+    claimed: tuple[optuna.Trial, Heartbeat] | None = None
+    done = quota_used(study.get_trials(deepcopy=False))
+    bar = tqdm(total=n_total, initial=min(done, n_total), desc=f"search[{search.sampler_name}]", unit="trial",
+               disable=not (search.progress if progress is None else progress))
     try:
         with stop.installed():
-            while asked < n_total and stop.signum is None:
+            while stop.signum is None:
                 if search.timeout is not None and time.monotonic() - start >= search.timeout:
                     log.info("timeout of %.1f s reached after %d trials", search.timeout, asked)
                     break
-                if exhausted(study.sampler, study):
+                got = claim(study, lock, retry, n_total, lambda: exhausted(study.sampler, study))
+                if got is None:
                     break
-                trial = study.ask()
+                if got == WAIT:  # the others' last trials run; stay until they end (or die and are retried)
+                    time.sleep(WAIT_POLL_S)
+                    continue
+                claimed = got
+                trial, beat = claimed
                 asked += 1
                 try:
-                    values = run_trial(trial, cfg, system, problem, stop, memo)
-                except Exception as exc:  # a crashed trial never kills the study
+                    _evaluate_and_tell(study, trial, cfg, system, problem, stop, memo)
+                except optuna.exceptions.UpdateFinishedTrialError:  # this worker was presumed dead: it was not
+                    log.warning("trial %d was failed by another worker (no heartbeat from here for "
+                                "search.grace_period); its retry stands, this result is dropped", trial.number)
+                except _TrialFailed:
                     failed += 1
-                    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-                else:
-                    study.tell(trial, list(values))
-                trial = None
+                beat.stop()
+                claimed = None
                 bar.update(1)
                 bar.set_postfix(failed=failed)
     except Interrupted as sig:  # raised during an evaluation, never inside a storage operation
-        if trial is not None and _running(study, trial):
+        if claimed is not None and _running(study, claimed[0]):
             failed += 1
-            trial.set_user_attr("error", f"interrupted by {sig}")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            claimed[0].set_user_attr("error", f"interrupted by {sig}")
+            claimed[0].set_user_attr(LOST, True)  # not the design's fault: a later session runs another trial
+            study.tell(claimed[0], state=optuna.trial.TrialState.FAIL)
+    except storage_errors() as exc:
+        raise storage_lost(target, exc) from exc
     finally:
+        if claimed is not None:
+            claimed[1].stop()
+        lock.close()
         bar.close()
-        sync_storage(study)
+        with contextlib.suppress(*storage_errors(), OSError):
+            sync_storage(study)
     interrupted = stop.signum
     if interrupted is not None:
         log.warning("%s: stopped after %d trials; writing the results of the finished ones",
@@ -502,7 +498,24 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem)
     return LoopResult(n_asked=asked, n_failed=failed, wall_s=time.monotonic() - start, interrupted=interrupted)
 
 
+class _TrialFailed(Exception):
+    """The trial's evaluation raised; it is told FAIL with the error."""
+
+
+def _evaluate_and_tell(study: optuna.Study, trial: optuna.Trial, cfg: Config, system: System, problem: Problem,
+                       stop: StopRequest, memo: Memo) -> None:
+    try:
+        values = run_trial(trial, cfg, system, problem, stop, memo)
+    except (*storage_errors(), optuna.exceptions.UpdateFinishedTrialError):
+        raise
+    except Exception as exc:  # a crashed trial never kills the study
+        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+        raise _TrialFailed from exc
+    study.tell(trial, list(values))
+
+
 def _running(study: optuna.Study, trial: optuna.Trial) -> bool:
     """Whether the trial was not told yet (a signal can arrive between tell and the end of the step)."""
     return study._storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING
-

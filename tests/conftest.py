@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -49,3 +53,53 @@ SMALL_SPACE = {
     "bits": {"type": "categorical", "choices": [4, 8]},
     "dram_bw_gbps": {"type": "categorical", "choices": [32.0, 256.0]},
 }
+
+
+# -- PostgreSQL: a real server ------------------------------------------------------------------------------
+POSTGRES_SCRIPT = CONF_DIR.parent / "scripts" / "postgres.sh"
+
+
+class Postgres:
+    """A running server: ``TIDE_POSTGRES_URL`` (started by .ci/run with scripts/postgres.sh), else one this
+    test session starts in a temporary directory (and stops). ``database()`` makes a fresh database."""
+
+    def __init__(self, url: str, directory: str | None) -> None:
+        self.url = url
+        self.directory = directory
+
+    def database(self) -> str:
+        import uuid
+
+        import sqlalchemy as sa
+
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        engine = sa.create_engine(self.url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    url = os.environ.get("TIDE_POSTGRES_URL")
+    if url:
+        yield Postgres(url, None)
+        return
+    directory = tempfile.mkdtemp(prefix="tide-pg-")  # under /tmp: reachable by the postgres user when root
+    proc = subprocess.run(["bash", str(POSTGRES_SCRIPT), "start", directory], capture_output=True, text=True)
+    if proc.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL could not be started: {proc.stderr.strip()}")
+        pytest.skip(f"PostgreSQL could not be started here (scripts/postgres.sh: {proc.stderr.strip()[-300:]})")
+    try:
+        yield Postgres(proc.stdout.strip().splitlines()[-1], directory)
+    finally:
+        subprocess.run(["bash", str(POSTGRES_SCRIPT), "stop", directory], capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres.database()

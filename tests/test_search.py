@@ -105,10 +105,10 @@ def test_resume_adds_trials_to_the_same_study(make_cfg: Callable[..., Config], t
     run_search(first, tmp_path / "a")
     with pytest.raises(ConfigError, match="search.resume"):
         run_search(first, tmp_path / "b")
-    again = make_cfg(["search.n_trials=5", "search.progress=false", f"search.storage={journal}",
-                      "search.resume=true"])
+    again = make_cfg(["search.n_trials=12", "search.progress=false", f"search.storage={journal}",
+                      "search.resume=true"])  # n_trials is the study's total: the resume runs the 5 missing
     summary = run_search(again, tmp_path / "c")
-    assert summary["n_trials"] == 12
+    assert summary["n_trials"] == 12 and summary["this_session"]["asked"] == 5
     assert len(optuna.load_study(study_name="tide", storage=make_storage(again.search, tmp_path)).trials) == 12
     missing = make_cfg(["search.progress=false", f"search.storage={journal}", "search.resume=true",
                         "search.study_name=other"])

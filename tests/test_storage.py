@@ -16,7 +16,9 @@ import pytest
 
 from dse.app import run_search
 from dse.config import Config, ConfigError
-from dse.study import make_storage, worker_id
+from dse.host import worker_id
+from dse.space import suggest
+from dse.study import make_storage
 
 SHORT = ["search.progress=false", "output.plot_formats=[]"]
 
@@ -63,7 +65,8 @@ def test_a_dead_workers_trial_is_failed_on_resume_and_its_lock_released(
     run_search(cfg, tmp_path)
     study = optuna.load_study(study_name="tide", storage=make_storage(cfg.search, tmp_path))
     host = worker_id().rsplit(":", 1)[0]
-    ghost = study.ask()  # a trial whose process was killed with -9
+    ghost = study.ask()  # a trial whose process was killed with -9 in the middle of its evaluation
+    suggest(ghost, cfg.system.space)
     ghost.set_user_attr("worker", f"{host}:{dead_pid()}")
     alive = study.ask()  # one of a live worker (this process): left alone
     alive.set_user_attr("worker", worker_id())
@@ -76,10 +79,16 @@ def test_a_dead_workers_trial_is_failed_on_resume_and_its_lock_released(
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     holder.kill()
     holder.wait()
-    run_search(make_cfg(["search.n_trials=2", "search.resume=true", *SHORT]), tmp_path)
+    # n_trials is the study's total: 3 done, the live worker's RUNNING one counts, the ghost's does not (its
+    # retry does): the resume runs the retry and one new trial
+    summary = run_search(make_cfg(["search.n_trials=6", "search.resume=true", *SHORT]), tmp_path)
+    assert summary["this_session"]["asked"] == 2
     trials = optuna.load_study(study_name="tide", storage=make_storage(cfg.search, tmp_path)).trials
     assert trials[ghost.number].state == optuna.trial.TrialState.FAIL
     assert "died" in trials[ghost.number].user_attrs["error"]
+    retried = [t for t in trials if t.user_attrs.get("retry_of") == ghost.number]
+    assert len(retried) == 1 and retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert retried[0].params == trials[ghost.number].params
     assert trials[alive.number].state == optuna.trial.TrialState.RUNNING
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 5
 
