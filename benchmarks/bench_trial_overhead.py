@@ -20,7 +20,7 @@ import optuna
 
 from dse.config import CONF_DIR, Config, register_schema, to_config
 from dse.coupling import problem_for
-from dse.study import open_study, optimise
+from dse.study import open_study, optimise, storage_target
 from dse.systems import System, make_system
 
 
@@ -63,7 +63,7 @@ def overhead(sampler: str, storage: str, trials: int, work: Path) -> tuple[float
     study = open_study(cfg, run_dir, problem)
     timed = Timed(system)
     t0 = time.perf_counter()
-    result = optimise(study, cfg, timed, problem)  # type: ignore[arg-type]
+    result = optimise(study, cfg, timed, problem, storage_target(cfg.search, run_dir))  # type: ignore[arg-type]
     wall = time.perf_counter() - t0
     n = result.n_asked
     return 1e3 * (wall - timed.seconds) / n, 1e3 * timed.seconds / n

@@ -36,7 +36,9 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
         check_enumerable(cfg.system.space, cfg.search.max_points)
     target = storage_target(cfg.search, run_dir.resolve())
     claim_run_dir(run_dir, target, cfg.search.study_name)
-    storage = make_storage(cfg.search, run_dir.resolve())  # a storage that cannot open: refused before any work
+    # a database that cannot open is refused before any work (a journal file is created below, when the rest
+    # of the set-up has been checked)
+    storage = make_storage(cfg.search, run_dir.resolve()) if "://" in target else None
     problem, accuracy = problem_for(cfg, system, store_for(target, worker_id(), cfg.search.accuracy_lease_s))
     box = Box.of(problem.objectives, {**cfg.system.reference, **cfg.accuracy.reference})
     ref_path = cfg.search.reference_front
@@ -44,7 +46,7 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     if accuracy is not None:  # loads the model (unless cached): a model that cannot load stops the run here
         log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
     run_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(cfg, run_dir.resolve(), problem, storage)
+    study = open_study(cfg, run_dir.resolve(), problem, storage or make_storage(cfg.search, run_dir.resolve()))
     exhaustive: dict[str, Any] | None = None
     if cfg.search.exhaustive:
         from dse.exhaustive import enumerate_front, record
@@ -97,7 +99,7 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
                      "gen_len": cfg.workload.gen_len},
         "constraints": {k: {"max": b.max, "min": b.min} for k, b in problem.constraints.items()},
         "cost_model_target": cfg.model.name,
-        "accuracy": accuracy.describe() if accuracy is not None else None,
+        "accuracy": accuracy.describe(measured_elsewhere=result.measured) if accuracy is not None else None,
         "exported_designs": len(designs),
         "tide_version": __version__,
     })

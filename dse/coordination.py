@@ -80,6 +80,18 @@ class AskLock(abc.ABC):
         """Release what the lock holds open (a database engine)."""
 
 
+class ThreadAskLock(AskLock):
+    """An in-memory study lives in one process: a thread lock is enough."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+
 class FileAskLock(AskLock):
     """An exclusive ``flock`` on ``path`` (the processes of one machine)."""
 
@@ -130,8 +142,10 @@ class RowAskLock(AskLock):
         self.engine.dispose()
 
 
-def ask_lock_for(target: str, study_name: str) -> AskLock:
-    """The lock for a storage target (a journal path or a database URL)."""
+def ask_lock_for(target: str | None, study_name: str) -> AskLock:
+    """The lock for a storage target (a journal path or a database URL; None: an in-memory study)."""
+    if target is None:
+        return ThreadAskLock()
     if "://" not in target:
         return FileAskLock(target + ".asklock")
     from sqlalchemy.engine import make_url

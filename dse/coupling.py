@@ -85,11 +85,13 @@ class AccuracyProvider:
         self.screened_out += 1
         return s, True
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, measured_elsewhere: int = 0) -> dict[str, Any]:
+        """``measured_elsewhere``: keys this run's worker processes measured (search.workers > 1)."""
         ident = self.oracle.identity()
         return {"proxy_model": ident["model"], "proxy_model_sha256": ident["model_sha256"],
                 "text_sha256": ident["text_sha256"], "windows": ident["windows"], "seq_len": ident["seq_len"],
-                "baseline_ppl": self.baseline_ppl, "measurements_this_run": self.oracle.measured,
+                "baseline_ppl": self.baseline_ppl,
+                "measurements_this_run": self.oracle.measured + measured_elsewhere,
                 "screening": ({"windows": self.screen.cfg.windows, "seq_len": self.screen.cfg.seq_len,
                                "factor": self.factor, "screen_measurements": self.screen.measured,
                                "keys_screened_out": self.screened_out} if self.screen is not None else None),

@@ -81,7 +81,8 @@ def pareto_figure(table: StudyTable, descriptions: Mapping[str, str], title: str
         ax.set_xlabel(axis_label(objs[i], descriptions, table.directions[i]))
         ax.set_ylabel(axis_label(objs[j], descriptions, table.directions[j]))
         ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[0]:  # a study with no complete trial has nothing to label
+            ax.legend(fontsize=8, loc="best")
     for ax in list(axes.flat)[len(pairs):]:
         ax.set_visible(False)
     fig.suptitle(title)

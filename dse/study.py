@@ -40,6 +40,7 @@ from dse.systems import System
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "study.journal"
+TABLE_RACE_TRIES = 5
 WAIT_POLL_S = 0.5  # a worker whose study has no room left looks again this often while others' trials run
 
 
@@ -51,17 +52,30 @@ def storage_target(search: SearchConfig, run_dir: Path) -> str:
 def make_storage(search: SearchConfig, run_dir: Path) -> optuna.storages.BaseStorage:
     """Journal file in the run dir by default; ``search.storage`` may name a journal file or an RDB URL.
     Anything that keeps the storage from opening is a :class:`ConfigError` naming it (nothing written)."""
-    target = storage_target(search, run_dir)
+    return open_storage(storage_target(search, run_dir), search.heartbeat_interval, search.grace_period)
+
+
+def open_storage(target: str, heartbeat_interval: int = 10, grace_period: int = 30) -> optuna.storages.BaseStorage:
+    """The storage of ``target``: a database URL (with heartbeats) or a journal file (TIDE's lock)."""
     if "://" in target:
-        try:
-            with warnings.catch_warnings():  # heartbeat_interval is marked experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    target, heartbeat_interval=search.heartbeat_interval, grace_period=search.grace_period,
-                    engine_kwargs={"pool_pre_ping": True})  # stale trials: dse.coordination.reap
-        except Exception as exc:  # missing driver, unreachable server, a file that is no database, ...
-            raise ConfigError(f"search.storage: cannot open {target}: {type(exc).__name__}: "
-                              f"{first_line(exc)}") from None
+        import sqlalchemy.exc
+
+        for attempt in range(TABLE_RACE_TRIES):
+            try:
+                with warnings.catch_warnings():  # heartbeat_interval is marked experimental
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        target, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                        engine_kwargs={"pool_pre_ping": True})  # stale trials: dse.coordination.reap
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # workers starting together on a new database all create Optuna's tables; all but one collide
+                # (PostgreSQL: duplicate pg_type / relation): the tables are there now, look again
+                if attempt == TABLE_RACE_TRIES - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+            except Exception as exc:  # missing driver, unreachable server, a file that is no database, ...
+                raise ConfigError(f"search.storage: cannot open {target}: {type(exc).__name__}: "
+                                  f"{first_line(exc)}") from None
     path = Path(target)
     check_journal(path)
     try:
@@ -358,6 +372,7 @@ class LoopResult:
     n_failed: int
     wall_s: float
     interrupted: int | None = None  # the signal that stopped the loop
+    measured: int = 0  # accuracy keys measured by worker processes (search.workers > 1; the parent counts its own)
 
 
 @dataclass(frozen=True)
@@ -430,13 +445,13 @@ def attributes(result: Assessment) -> dict[str, Any]:
     return attrs
 
 
-def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem, target: str,
+def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem, target: str | None = None,
              progress: bool | None = None) -> LoopResult:
-    """This worker's ask/tell loop on the study in ``target`` (a journal path or a database URL; other workers
-    may share it). It runs until the study holds ``search.n_trials`` counted trials (see
-    :mod:`dse.coordination`), the sampler is exhausted, ``search.timeout`` passes or a signal arrives; a
-    trial that raises is told FAIL and the loop goes on. A storage that stops answering raises
-    :class:`~dse.coordination.StorageLost`."""
+    """This worker's ask/tell loop on the study in ``target`` (a journal path or a database URL, which other
+    workers may share; None: an in-memory study of this process). It runs until the study holds
+    ``search.n_trials`` counted trials (see :mod:`dse.coordination`), the sampler is exhausted,
+    ``search.timeout`` passes or a signal arrives; a trial that raises is told FAIL and the loop goes on. A
+    storage that stops answering raises :class:`~dse.coordination.StorageLost`."""
     search = cfg.search
     size = finite_size(study.sampler)
     n_total = search.n_trials if size is None else min(search.n_trials, size)
@@ -483,7 +498,7 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem,
             claimed[0].set_user_attr(LOST, True)  # not the design's fault: a later session runs another trial
             study.tell(claimed[0], state=optuna.trial.TrialState.FAIL)
     except storage_errors() as exc:
-        raise storage_lost(target, exc) from exc
+        raise storage_lost(target or "the in-memory storage", exc) from exc
     finally:
         if claimed is not None:
             claimed[1].stop()

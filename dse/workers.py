@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from tqdm import tqdm
 
-from dse.config import Config
+from dse.config import Config, ConfigError
 from dse.coordination import StorageLost, counts
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,9 @@ class WorkerReport:
     asked: int
     failed: int
     interrupted: int | None = None
-    error: str | None = None
+    error: str | None = None  # the storage was lost
+    config_error: str | None = None
+    measured: int = 0  # accuracy keys this worker measured
 
 
 def threads_per_worker(threads: int, workers: int, cores: int | None = None) -> int:
@@ -79,7 +81,7 @@ def worker_main(cfg: Config, run_dir: str, target: str, index: int, reports: Any
     tqdm.set_lock(threading.RLock())  # not tqdm's default multiprocessing lock: a worker killed with -9 leaks it
     try:
         system = make_system(cfg)
-        problem, _ = problem_for(cfg, system, store_for(target, worker_id(), cfg.search.accuracy_lease_s))
+        problem, provider = problem_for(cfg, system, store_for(target, worker_id(), cfg.search.accuracy_lease_s))
         storage = make_storage(cfg.search, Path(run_dir))
         sampler = make_sampler(cfg.search.sampler, worker_seed(cfg.search, index), cfg.system.space)
         study = attach(cfg, storage, problem, sampler, "worker")
@@ -88,9 +90,13 @@ def worker_main(cfg: Config, run_dir: str, target: str, index: int, reports: Any
         log.error("%s", exc)
         reports.send(WorkerReport(index, 0, 0, error=str(exc)))
         sys.exit(EXIT_STORAGE)
+    except ConfigError as exc:  # e.g. the study changed under it: the parent says so once
+        reports.send(WorkerReport(index, 0, 0, config_error=str(exc)))
+        sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C before the loop had installed its handler
         sys.exit(128 + signal.SIGINT)
-    reports.send(WorkerReport(index, result.n_asked, result.n_failed, result.interrupted))
+    measured = provider.oracle.measured if provider is not None else 0
+    reports.send(WorkerReport(index, result.n_asked, result.n_failed, result.interrupted, measured=measured))
 
 
 def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) -> Any:
@@ -145,6 +151,9 @@ def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) ->
     lost = [r for r in got if r.error]
     if lost:
         raise StorageLost(lost[0].error)
+    refused = [r for r in got if r.config_error]
+    if refused:
+        raise ConfigError(refused[0].config_error)
     for i, p in enumerate(procs):
         if p.exitcode and p.exitcode < 0 and stop.signum is None:
             log.warning("worker %d (pid %s) was killed (%s); its trial is failed and retried by the others",
@@ -153,4 +162,5 @@ def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) ->
             log.warning("worker %d (pid %s) exited with status %s", i, p.pid, p.exitcode)
     interrupted = stop.signum or next((r.interrupted for r in got if r.interrupted), None)
     return LoopResult(n_asked=sum(r.asked for r in got), n_failed=sum(r.failed for r in got),
-                      wall_s=time.monotonic() - start, interrupted=interrupted)
+                      wall_s=time.monotonic() - start, interrupted=interrupted,
+                      measured=sum(r.measured for r in got))

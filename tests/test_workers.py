@@ -224,8 +224,8 @@ def test_journal_workers_end_with_exactly_n_trials(tmp_path: Path) -> None:
     assert proc.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()[-3000:]
     rows = list(csv.DictReader((tmp_path / "run" / "trials.csv").open()))
     assert [int(r["number"]) for r in rows] == list(range(n_trials))
-    assert all(r["state"] == "COMPLETE" for r in rows)
-    assert len({r["worker"] for r in rows}) == 3  # the three workers all took trials
+    assert all(r["state"] == "COMPLETE" for r in rows)  # (how the trials spread over the workers is timing)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["this_session"]["asked"] == n_trials
 
 
 @pytest.mark.real_model
@@ -298,3 +298,69 @@ def test_a_study_with_other_objectives_is_refused(make_cfg: Callable[..., Config
                      system__objectives={"latency_s": "minimize", "area_mm2": "minimize"})
     with pytest.raises(ConfigError, match=r"system\.objectives"):
         run_search(other, tmp_path / "b")
+
+
+# -- clusters: hydra-submitit-launcher ----------------------------------------------------------------------
+def test_cluster_launcher_config_composes_for_slurm() -> None:
+    proc = subprocess.run([sys.executable, "-m", "dse", "hydra/launcher=cluster", "--cfg", "hydra", "-p",
+                           "hydra.launcher"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "submitit_launcher.SlurmLauncher" in proc.stdout and "cpus_per_task: 4" in proc.stdout
+
+
+def test_cluster_jobs_are_workers_of_one_study(pg_url: str, tmp_path: Path) -> None:
+    """hydra/launcher=cluster_local: the SLURM set-up run by submitit's local executor (jobs as processes)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dse", "-m", "hydra/launcher=cluster_local", f"search.storage={pg_url}",
+         "search.join=true", "search.job=range(3)", "search.n_trials=45", "system=systolic", "model=smollm2_135m",
+         "accuracy.objective=none", "search.progress=false", f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="tide", storage=pg_url)  # one study (not one per job)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.number for t in trials] == list(range(45))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    for job in range(3):  # each job worked on that one study and ended when it was complete
+        summary = json.loads((tmp_path / str(job) / "summary.json").read_text())
+        assert summary["study_name"] == "tide" and summary["n_trials"] == 45
+
+
+# -- the rules, unit by unit --------------------------------------------------------------------------------
+def test_what_counts_toward_n_trials() -> None:
+    from optuna.trial import TrialState, create_trial
+
+    def trial(state: TrialState, **attrs: Any) -> optuna.trial.FrozenTrial:
+        return create_trial(state=state, values=[1.0] if state == TrialState.COMPLETE else None, user_attrs=attrs)
+
+    assert counts(trial(TrialState.COMPLETE))
+    assert counts(trial(TrialState.WAITING)) and counts(trial(TrialState.RUNNING))
+    assert counts(trial(TrialState.FAIL, error="ValueError: the design's own failure"))  # retrying fails again
+    assert not counts(trial(TrialState.FAIL, error="its worker vm:1 died", lost=True))  # redone
+    assert not counts(trial(TrialState.FAIL))  # failed by a heartbeat check of an older TIDE: redone
+
+
+def test_threads_and_seeds_per_worker(make_cfg: Callable[..., Config]) -> None:
+    from dse.study import worker_seed
+    from dse.workers import threads_per_worker
+
+    assert threads_per_worker(0, 2, cores=2) == 1 and threads_per_worker(0, 4, cores=2) == 1
+    assert threads_per_worker(0, 2, cores=16) == 8 and threads_per_worker(3, 4, cores=16) == 3  # stated: kept
+    cfg = make_cfg(["search.seed=5", "search.workers=3", "search.job=2"])
+    seeds = {worker_seed(cfg.search, w) for w in range(3)}
+    assert len(seeds) == 3 and worker_seed(make_cfg(["search.seed=5"]).search) == 5  # one worker: unchanged
+    other_job = make_cfg(["search.seed=5", "search.workers=3", "search.job=1"])
+    assert not seeds & {worker_seed(other_job.search, w) for w in range(3)}
+
+
+def test_failing_designs_count_and_the_study_still_ends_at_n_trials(make_cfg: Callable[..., Config],
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A design whose evaluation raises is a FAIL that counts (it would fail again): the loop ends."""
+    from dse.systems.systolic import SystolicSystem
+
+    def broken(self: Any, point: Any, extra: Any = None) -> Any:
+        raise ValueError("no such design")
+
+    monkeypatch.setattr(SystolicSystem, "evaluate", broken)
+    summary = run_search(make_cfg(["search.n_trials=6", "search.progress=false"]), tmp_path)
+    assert summary["n_trials"] == 6 and summary["n_failed"] == 6
