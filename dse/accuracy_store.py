@@ -168,6 +168,21 @@ class LocalStore(AccuracyStore):
         return Row(fresh.row.ppl, fresh.row.tokens, fresh.row.seconds, fresh.row.stats, self.owner), True
 
 
+def create_tables(meta: Any, engine: Any, tries: int = 3) -> None:
+    """Create ``meta``'s tables if missing. Workers starting together on a new database all try; all but one
+    may collide (PostgreSQL: duplicate type or relation): the tables exist then, so look again."""
+    import sqlalchemy as sa
+
+    for attempt in range(tries):
+        try:
+            meta.create_all(engine, checkfirst=True)
+            return
+        except sa.exc.DBAPIError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 #: the database's own clock in seconds since the epoch (leases of several machines need one clock)
 NOW_SQL = {"postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())",
            "sqlite": "SELECT (julianday('now') - 2440587.5) * 86400.0",
@@ -196,14 +211,7 @@ class RdbStore(AccuracyStore):
             "tide_accuracy_lease", meta, sa.Column("key", sa.String(64), primary_key=True),
             sa.Column("owner", sa.String(255), nullable=False), sa.Column("expires", sa.Float, nullable=False),
             sa.Column("taken_over", sa.Integer, nullable=False, default=0))
-        for attempt in range(3):  # two workers creating the tables at once: one of them loses; look again
-            try:
-                meta.create_all(self.engine, checkfirst=True)
-                break
-            except sa.exc.DBAPIError:
-                if attempt == 2:
-                    raise
-                time.sleep(0.2)
+        create_tables(meta, self.engine)
         self._now_sql = sa.text(NOW_SQL.get(self.engine.dialect.name, ""))
 
     def _now(self, conn: Any) -> float:

@@ -25,7 +25,6 @@ import fcntl
 import logging
 import os
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dse.accuracy_store import create_tables
 from dse.host import dead_here, worker_id
 
 log = logging.getLogger(__name__)
@@ -119,14 +119,7 @@ class RowAskLock(AskLock):
         self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=1)
         meta = sa.MetaData()
         self.table = sa.Table("tide_ask_lock", meta, sa.Column("name", sa.String(512), primary_key=True))
-        for attempt in range(3):  # workers starting together: one creates the table, another may collide
-            try:
-                meta.create_all(self.engine, checkfirst=True)
-                break
-            except sa.exc.DBAPIError:
-                if attempt == 2:
-                    raise
-                time.sleep(0.2)
+        create_tables(meta, self.engine)
         with contextlib.suppress(sa.exc.IntegrityError), self.engine.begin() as conn:
             conn.execute(self.table.insert().values(name=study_name))
 

@@ -1,13 +1,27 @@
-"""Who a worker is: ``host:pid``, and whether such a worker of this machine is still alive."""
+"""Who a worker is: ``machine:pid``, and whether such a worker of this machine is still alive.
+
+``machine`` is the host name plus the kernel's boot id (Linux): two machines (or containers of two hosts) with
+the same host name are told apart, and after a reboot no old pid is taken for a live one.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 
 
+@functools.cache
+def machine() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return f"{socket.gethostname()}@{fh.read().strip()[:8]}"
+    except OSError:  # not Linux
+        return socket.gethostname()
+
+
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{machine()}:{os.getpid()}"
 
 
 def _alive(pid: int) -> bool:
@@ -26,6 +40,6 @@ def _alive(pid: int) -> bool:
 
 
 def dead_here(worker: str) -> bool:
-    """Whether ``host:pid`` (see :func:`worker_id`) names a process of this machine that no longer exists."""
-    host, _, pid = worker.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+    """Whether ``machine:pid`` (see :func:`worker_id`) names a process of this machine that no longer exists."""
+    where, _, pid = worker.rpartition(":")
+    return where == machine() and pid.isdigit() and not _alive(int(pid))
