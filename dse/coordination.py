@@ -241,22 +241,45 @@ class Heartbeat:
 WAIT = "wait"  # claim: the quota is taken, but trials of other workers still run (one may die and be retried)
 
 
+class Ledger:
+    """The study's trials as the quota sees them. A finished trial never changes whether it counts, so the
+    ledger remembers the longest finished prefix (by trial number) and its count, and each look scans only the
+    trials after it: O(trials still open) per ask instead of O(all trials)."""
+
+    def __init__(self) -> None:
+        self._settled = 0  # trials[:_settled] are all finished
+        self._counted = 0  # how many of them count
+
+    def look(self, trials: list[FrozenTrial]) -> tuple[int, list[FrozenTrial]]:
+        """(quota used, the trials after the finished prefix)."""
+        i = self._settled
+        while i < len(trials) and trials[i].state.is_finished():
+            self._counted += counts(trials[i])
+            i += 1
+        self._settled = i
+        rest = trials[i:]
+        return self._counted + quota_used(rest), rest
+
+
 def claim(study: optuna.Study, lock: AskLock, retry: Retry, n_total: int,
-          exhausted: Callable[[], bool] = lambda: False) -> tuple[optuna.Trial, Heartbeat] | str | None:
+          exhausted: Callable[[], bool] = lambda: False, ledger: Ledger | None = None
+          ) -> tuple[optuna.Trial, Heartbeat] | str | None:
     """Under the ask lock: reap dead workers' trials, then ask the next trial: a WAITING one (a retry) if
     any, else a new one if the study's quota has room. ``WAIT``: no room, but other workers' trials are still
     running (ask again shortly: if one of them dies, its retry needs a worker); None: the study is done. The
-    trial is claimed (its ``worker`` attribute) and its heartbeat started before the lock is released."""
+    trial is claimed (its ``worker`` attribute) and its heartbeat started before the lock is released.
+    ``ledger``: the loop's (kept between calls; a fresh one scans every trial)."""
+    ledger = ledger if ledger is not None else Ledger()
     with lock.held():
-        trials = study.get_trials(deepcopy=False)
-        if reap(study, trials, retry):
-            trials = study.get_trials(deepcopy=False)
-        waiting = any(t.state == TrialState.WAITING for t in trials)
+        used, rest = ledger.look(study.get_trials(deepcopy=False))
+        if reap(study, rest, retry):
+            used, rest = ledger.look(study.get_trials(deepcopy=False))
+        waiting = any(t.state == TrialState.WAITING for t in rest)
         if exhausted():
             return None
-        if not waiting and quota_used(trials) >= n_total:
+        if not waiting and used >= n_total:
             me = worker_id()
-            others = any(t.state == TrialState.RUNNING and t.user_attrs.get("worker") != me for t in trials)
+            others = any(t.state == TrialState.RUNNING and t.user_attrs.get("worker") != me for t in rest)
             return WAIT if others else None
         with warnings.catch_warnings():  # "heartbeat is supposed to be used with Study.optimize": see Heartbeat
             warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)

@@ -30,7 +30,18 @@ from optuna.storages.journal._storage import JournalOperation
 from tqdm import tqdm
 
 from dse.config import Config, ConfigError, SearchConfig, first_line, plain
-from dse.coordination import LOST, WAIT, Heartbeat, Retry, ask_lock_for, claim, quota_used, storage_errors, storage_lost
+from dse.coordination import (
+    LOST,
+    WAIT,
+    Heartbeat,
+    Ledger,
+    Retry,
+    ask_lock_for,
+    claim,
+    quota_used,
+    storage_errors,
+    storage_lost,
+)
 from dse.objectives import Assessment, Problem, assess
 from dse.report import design_key
 from dse.samplers import exhausted, finite_size, make_sampler
@@ -461,6 +472,7 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem,
     memo = Memo(study)
     lock = ask_lock_for(target, search.study_name)
     retry = Retry(search.max_retry)
+    ledger = Ledger()
     claimed: tuple[optuna.Trial, Heartbeat] | None = None
     done = quota_used(study.get_trials(deepcopy=False))
     bar = tqdm(total=n_total, initial=min(done, n_total), desc=f"search[{search.sampler_name}]", unit="trial",
@@ -471,7 +483,7 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem,
                 if search.timeout is not None and time.monotonic() - start >= search.timeout:
                     log.info("timeout of %.1f s reached after %d trials", search.timeout, asked)
                     break
-                got = claim(study, lock, retry, n_total, lambda: exhausted(study.sampler, study))
+                got = claim(study, lock, retry, n_total, lambda: exhausted(study.sampler, study), ledger)
                 if got is None:
                     break
                 if got == WAIT:  # the others' last trials run; stay until they end (or die and are retried)

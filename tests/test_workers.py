@@ -364,3 +364,28 @@ def test_failing_designs_count_and_the_study_still_ends_at_n_trials(make_cfg: Ca
     monkeypatch.setattr(SystolicSystem, "evaluate", broken)
     summary = run_search(make_cfg(["search.n_trials=6", "search.progress=false"]), tmp_path)
     assert summary["n_trials"] == 6 and summary["n_failed"] == 6
+
+
+def test_the_ledger_counts_as_a_full_scan_does() -> None:
+    """The ledger rescans only what follows the finished prefix; its count must equal a scan of every trial
+    while trials finish out of order, fail, and are retried."""
+    from dse.coordination import Ledger, quota_used
+
+    study = optuna.create_study()
+    ledger = Ledger()
+    running = [study.ask() for _ in range(3)]
+    for step in range(12):
+        trials = study.get_trials(deepcopy=False)
+        assert ledger.look(trials)[0] == quota_used(trials)
+        if step % 3 == 0 and running:
+            study.tell(running.pop(1 if len(running) > 1 else 0), 1.0)  # out of order
+        elif step % 3 == 1:
+            t = study.ask()
+            t.set_user_attr("error", "its worker died")
+            t.set_user_attr("lost", True)
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial({})  # its retry
+        else:
+            running.append(study.ask())
+    trials = study.get_trials(deepcopy=False)
+    assert ledger.look(trials)[0] == quota_used(trials) == Ledger().look(trials)[0]
