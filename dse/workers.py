@@ -161,6 +161,11 @@ def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) ->
         elif p.exitcode:
             log.warning("worker %d (pid %s) exited with status %s", i, p.pid, p.exitcode)
     interrupted = stop.signum or next((r.interrupted for r in got if r.interrupted), None)
+    done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished() and counts(t))
+    timed_out = cfg.search.timeout is not None and time.monotonic() - start >= cfg.search.timeout
+    if done < n_total and interrupted is None and not timed_out:  # every worker stopped early (killed, crashed)
+        log.error("the study has %d of %d trials: the workers stopped before it was complete; continue it with "
+                  "search.resume=true", done, n_total)
     return LoopResult(n_asked=sum(r.asked for r in got), n_failed=sum(r.failed for r in got),
                       wall_s=time.monotonic() - start, interrupted=interrupted,
                       measured=sum(r.measured for r in got))

@@ -389,3 +389,29 @@ def test_the_ledger_counts_as_a_full_scan_does() -> None:
             running.append(study.ask())
     trials = study.get_trials(deepcopy=False)
     assert ledger.look(trials)[0] == quota_used(trials) == Ledger().look(trials)[0]
+
+
+def test_when_every_worker_dies_the_parent_says_the_study_is_incomplete(tmp_path: Path) -> None:
+    proc = start_search(["search.progress=false", "system=systolic", "model=smollm2_135m", "accuracy.objective=none",
+                         "search.workers=2", "search.n_trials=1000000"], tmp_path / "run")
+    journal = tmp_path / "run" / "study.journal"
+    try:
+        def two_workers() -> set[int] | None:
+            if not journal.exists():
+                return None
+            study = optuna.load_study(study_name="tide", storage=JournalStorage(JournalFileBackend(
+                str(journal), lock_obj=FlockJournalLock(str(journal)))))
+            pids = {pid_of(str(t.user_attrs["worker"])) for t in study.get_trials(deepcopy=False)
+                    if "worker" in t.user_attrs}
+            return pids if len(pids) == 2 else None
+
+        for pid in wait_for(two_workers, proc, "both workers at work"):
+            os.kill(pid, signal.SIGKILL)
+        assert proc.wait(timeout=300) == 0  # the results of the finished trials are written
+        log = (tmp_path / "run.log").read_text()
+        assert log.count("was killed (SIGKILL)") == 2
+        assert "the workers stopped before it was complete; continue it with search.resume=true" in log
+        assert json.loads((tmp_path / "run" / "summary.json").read_text())["n_trials"] >= 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
