@@ -396,7 +396,8 @@ class Recorded:
     attrs: dict[str, Any]
 
 
-NOT_REUSED = ("worker", "repeat_of", "error")
+#: what belongs to the trial, not to its design: not copied to a later trial of the same design
+NOT_REUSED = ("worker", "repeat_of", "retry_of", "error", LOST)
 
 
 class Memo:

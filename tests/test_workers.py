@@ -415,3 +415,18 @@ def test_when_every_worker_dies_the_parent_says_the_study_is_incomplete(tmp_path
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_repeated_design_does_not_inherit_the_retry_mark() -> None:
+    """A retry's ``retry_of`` says which dead trial it redoes; a later trial of the same design that copies its
+    result (``repeat_of``) must not claim to redo that trial too."""
+    from dse.study import Memo
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 1}, user_attrs={"retry_of": 0})
+    t = study.ask({"x": optuna.distributions.CategoricalDistribution([1, 2])})
+    t.set_user_attr("worker", "vm:1")
+    study.tell(t, 1.0)
+    seen = Memo(study).get({"x": 1})
+    assert seen is not None and seen.number == t.number
+    assert not {"retry_of", "worker", "lost", "error"} & set(seen.attrs)
