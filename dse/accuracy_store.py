@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -32,6 +33,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dse.host import worker_id
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +88,10 @@ class AccuracyStore(abc.ABC):
 class LocalStore(AccuracyStore):
     """SQLite file + per-key ``flock`` (one machine)."""
 
-    def __init__(self, db_path: Path, owner: str) -> None:
+    def __init__(self, db_path: Path, owner: str = "") -> None:
         self.db_path = db_path
         self.location = str(db_path)
-        self.owner = owner
-        self._previous = ""  # who held the key's lock before us (the lock file names its holder)
+        self.owner = owner or worker_id()
         self._open()
 
     def _open(self) -> None:
@@ -133,19 +135,20 @@ class LocalStore(AccuracyStore):
         return None if row is None else _row(*row)
 
     @contextlib.contextmanager
-    def _key_lock(self, key: str) -> Iterator[None]:
+    def _key_lock(self, key: str) -> Iterator[str]:
+        """Hold the key's lock file; yields who held it last (the file names its holder)."""
         lock_dir = self.db_path.parent / "locks"
         lock_dir.mkdir(exist_ok=True)
         with (lock_dir / key[:32]).open("a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             fh.seek(0)
-            self._previous = fh.read().strip()
+            previous = fh.read().strip()
             fh.seek(0)
             fh.truncate()
             fh.write(self.owner)  # who measures the key (for an operator; the flock itself is the lease)
             fh.flush()
             try:
-                yield
+                yield previous
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -153,19 +156,19 @@ class LocalStore(AccuracyStore):
         hit = self.lookup(key)
         if hit is not None:
             return hit, False
-        with self._key_lock(key):
+        with self._key_lock(key) as previous:
             hit = self.lookup(key)  # another worker may have finished it while we waited
             if hit is not None:
                 return hit, False
-            if self._previous and self._previous != self.owner:
+            if previous and previous != self.owner:
                 log.warning("accuracy key %s: %s took it and stopped before storing it (its process died); "
-                            "taken over by %s", key[:12], self._previous, self.owner)
+                            "taken over by %s", key[:12], previous, self.owner)
             fresh = measure()
             values = _values(key, fresh, self.owner)
             with self._db() as db:
                 db.execute(f"INSERT OR REPLACE INTO measurements ({', '.join(COLUMNS)}) VALUES "
                            f"({', '.join('?' * len(COLUMNS))})", tuple(values[c] for c in COLUMNS))
-        return Row(fresh.row.ppl, fresh.row.tokens, fresh.row.seconds, fresh.row.stats, self.owner), True
+        return dataclasses.replace(fresh.row, measured_by=self.owner), True
 
 
 def create_tables(meta: Any, engine: Any, tries: int = 3) -> None:
@@ -192,11 +195,11 @@ NOW_SQL = {"postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())",
 class RdbStore(AccuracyStore):
     """Measurements and leases in the study's database (SQLAlchemy URL)."""
 
-    def __init__(self, url: str, owner: str, lease_s: float = 60.0, poll_s: float = 0.5) -> None:
+    def __init__(self, url: str, owner: str = "", lease_s: float = 60.0, poll_s: float = 0.5) -> None:
         import sqlalchemy as sa
 
         self.sa = sa
-        self.owner = owner
+        self.owner = owner or worker_id()
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.engine = sa.create_engine(url, pool_pre_ping=True)
@@ -306,16 +309,15 @@ class RdbStore(AccuracyStore):
             with contextlib.suppress(Exception):
                 self._release(key)
             raise
-        values = _values(key, fresh, self.owner)
+        mine = dataclasses.replace(fresh.row, measured_by=self.owner)
         try:
             with self.engine.begin() as conn:  # the row and the end of the lease: one transaction
-                conn.execute(self.rows.insert().values(**values))
+                conn.execute(self.rows.insert().values(**_values(key, fresh, self.owner)))
                 self._release(key, conn)
         except self.sa.exc.IntegrityError:  # someone measured it too after our lease lapsed: theirs stands
             self._release(key)
-            return self.lookup(key) or Row(fresh.row.ppl, fresh.row.tokens, fresh.row.seconds, fresh.row.stats,
-                                           self.owner), True
-        return Row(fresh.row.ppl, fresh.row.tokens, fresh.row.seconds, fresh.row.stats, self.owner), True
+            return self.lookup(key) or mine, True
+        return mine, True
 
     def integrity(self) -> dict[str, int]:
         """Counts a test or an operator checks after a crash: rows, incomplete rows, leases left."""
@@ -331,7 +333,7 @@ class RdbStore(AccuracyStore):
         self.engine.dispose()
 
 
-def store_for(target: str, owner: str, lease_s: float) -> AccuracyStore | None:
+def store_for(target: str, lease_s: float) -> AccuracyStore | None:
     """The store of a study in ``target``: a database URL keeps the measurements in that database (shared by
     every machine working on the study); a journal file uses the local cache (None)."""
-    return RdbStore(target, owner, lease_s) if "://" in target else None
+    return RdbStore(target, lease_s=lease_s) if "://" in target else None

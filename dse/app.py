@@ -14,7 +14,6 @@ from dse.accuracy_store import store_for
 from dse.config import Config, to_config
 from dse.coupling import problem_for
 from dse.export import export_designs
-from dse.host import worker_id
 from dse.pareto import Box
 from dse.plots import save_history_plot, save_pareto_plots
 from dse.report import history, indicators, load_reference_front, study_table, summarise, write_summary, write_tables
@@ -31,22 +30,23 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     from dse.exhaustive import check_enumerable
 
     cfg = to_config(raw)
+    run_dir = run_dir.resolve()  # worker processes and the journal path do not depend on the working directory
     system = make_system(cfg)  # all config checks happen before the study is touched
     if cfg.search.exhaustive:
         check_enumerable(cfg.system.space, cfg.search.max_points)
-    target = storage_target(cfg.search, run_dir.resolve())
+    target = storage_target(cfg.search, run_dir)
     claim_run_dir(run_dir, target, cfg.search.study_name)
     # a database that cannot open is refused before any work (a journal file is created below, when the rest
     # of the set-up has been checked)
-    storage = make_storage(cfg.search, run_dir.resolve()) if "://" in target else None
-    problem, accuracy = problem_for(cfg, system, store_for(target, worker_id(), cfg.search.accuracy_lease_s))
+    storage = make_storage(cfg.search, run_dir) if "://" in target else None
+    problem, accuracy = problem_for(cfg, system, store_for(target, cfg.search.accuracy_lease_s))
     box = Box.of(problem.objectives, {**cfg.system.reference, **cfg.accuracy.reference})
     ref_path = cfg.search.reference_front
     reference_front = load_reference_front(Path(ref_path), list(problem.objectives)) if ref_path else None
     if accuracy is not None:  # loads the model (unless cached): a model that cannot load stops the run here
         log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
     run_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(cfg, run_dir.resolve(), problem, storage or make_storage(cfg.search, run_dir.resolve()))
+    study = open_study(cfg, run_dir, problem, storage or make_storage(cfg.search, run_dir))
     exhaustive: dict[str, Any] | None = None
     if cfg.search.exhaustive:
         from dse.exhaustive import enumerate_front, record
@@ -59,7 +59,7 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
         result = LoopResult(n_asked=enumeration.counts["enumerated"], n_failed=0,
                             wall_s=enumeration.measure_s + enumeration.enumerate_s)
     elif cfg.search.workers > 1:
-        result = run_workers(cfg, run_dir.resolve(), target, study)
+        result = run_workers(cfg, run_dir, target, study)
     else:
         result = optimise(study, cfg, system, problem, target)
 

@@ -51,6 +51,11 @@ def quota_used(trials: list[FrozenTrial]) -> int:
     return sum(1 for t in trials if counts(t))
 
 
+def quota_done(trials: list[FrozenTrial]) -> int:
+    """The counted trials that are finished (quota_used less those still WAITING or RUNNING)."""
+    return sum(1 for t in trials if t.state.is_finished() and counts(t))
+
+
 class StorageLost(RuntimeError):
     """The study's storage stopped answering mid-run (a database that went away, a disk that failed)."""
 

@@ -11,7 +11,6 @@ import numpy as np
 
 from dse.accuracy_store import AccuracyStore
 from dse.config import Config
-from dse.host import worker_id
 from dse.objectives import Problem, build_problem
 from dse.systems import System, split_points
 
@@ -25,7 +24,7 @@ class AccuracyProvider:
         from dse.oracle import AccuracyOracle
 
         self.system = system
-        self.oracle = AccuracyOracle(cfg.accuracy, store, worker_id())
+        self.oracle = AccuracyOracle(cfg.accuracy, store)
         self._baseline: float | None = None
         scr = cfg.accuracy.screening
         self.bound = cfg.accuracy.max_ppl_increase

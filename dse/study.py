@@ -38,7 +38,6 @@ from dse.coordination import (
     Retry,
     ask_lock_for,
     claim,
-    quota_used,
     storage_errors,
     storage_lost,
 )
@@ -465,8 +464,7 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem,
     ``search.timeout`` passes or a signal arrives; a trial that raises is told FAIL and the loop goes on. A
     storage that stops answering raises :class:`~dse.coordination.StorageLost`."""
     search = cfg.search
-    size = finite_size(study.sampler)
-    n_total = search.n_trials if size is None else min(search.n_trials, size)
+    n_total = study_size(search, study)
     start = time.monotonic()
     failed = asked = 0
     stop = StopRequest()
@@ -475,7 +473,7 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem,
     retry = Retry(search.max_retry)
     ledger = Ledger()
     claimed: tuple[optuna.Trial, Heartbeat] | None = None
-    done = quota_used(study.get_trials(deepcopy=False))
+    done = ledger.look(study.get_trials(deepcopy=False))[0]
     bar = tqdm(total=n_total, initial=min(done, n_total), desc=f"search[{search.sampler_name}]", unit="trial",
                disable=not (search.progress if progress is None else progress))
     try:
@@ -494,12 +492,10 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem,
                 trial, beat = claimed
                 asked += 1
                 try:
-                    _evaluate_and_tell(study, trial, cfg, system, problem, stop, memo)
+                    failed += _evaluate_and_tell(study, trial, cfg, system, problem, stop, memo)
                 except optuna.exceptions.UpdateFinishedTrialError:  # this worker was presumed dead: it was not
                     log.warning("trial %d was failed by another worker (no heartbeat from here for "
                                 "search.grace_period); its retry stands, this result is dropped", trial.number)
-                except _TrialFailed:
-                    failed += 1
                 beat.stop()
                 claimed = None
                 bar.update(1)
@@ -526,12 +522,9 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem,
     return LoopResult(n_asked=asked, n_failed=failed, wall_s=time.monotonic() - start, interrupted=interrupted)
 
 
-class _TrialFailed(Exception):
-    """The trial's evaluation raised; it is told FAIL with the error."""
-
-
 def _evaluate_and_tell(study: optuna.Study, trial: optuna.Trial, cfg: Config, system: System, problem: Problem,
-                       stop: StopRequest, memo: Memo) -> None:
+                       stop: StopRequest, memo: Memo) -> bool:
+    """Evaluate and tell the trial; True when its evaluation raised (told FAIL with the error)."""
     try:
         values = run_trial(trial, cfg, system, problem, stop, memo)
     except (*storage_errors(), optuna.exceptions.UpdateFinishedTrialError):
@@ -540,8 +533,15 @@ def _evaluate_and_tell(study: optuna.Study, trial: optuna.Trial, cfg: Config, sy
         trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-        raise _TrialFailed from exc
+        return True
     study.tell(trial, list(values))
+    return False
+
+
+def study_size(search: SearchConfig, study: optuna.Study) -> int:
+    """The trials the study is to hold: ``search.n_trials``, or fewer when the sampler's space is smaller."""
+    size = finite_size(study.sampler)
+    return search.n_trials if size is None else min(search.n_trials, size)
 
 
 def _running(study: optuna.Study, trial: optuna.Trial) -> bool:

@@ -26,8 +26,13 @@ from typing import Any
 import optuna
 from tqdm import tqdm
 
+from dse.accuracy_store import store_for
 from dse.config import Config, ConfigError
-from dse.coordination import StorageLost, counts
+from dse.coordination import StorageLost, quota_done
+from dse.coupling import problem_for
+from dse.samplers import make_sampler
+from dse.study import LoopResult, StopRequest, attach, make_storage, optimise, study_size, worker_seed
+from dse.systems import make_system
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +72,15 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def worker_main(cfg: Config, run_dir: str, target: str, index: int, reports: Any) -> None:
-    """``reports``: the sending end of a pipe to the parent (one per worker: a pipe has no lock that a worker
-    killed with -9 could leave held)."""
-    """One worker process: join the study and run the ask/tell loop until the study is complete."""
-    from dse.accuracy_store import store_for
-    from dse.coupling import problem_for
-    from dse.host import worker_id
-    from dse.samplers import make_sampler
-    from dse.study import attach, make_storage, optimise, worker_seed
-    from dse.systems import make_system
+    """One worker process: join the study and run the ask/tell loop until the study is complete. ``reports``:
+    the sending end of a pipe to the parent (one per worker: a pipe has no lock that a worker killed with -9
+    could leave held)."""
 
     logging.basicConfig(level=logging.INFO, format=f"[worker {index}] %(levelname)s %(name)s: %(message)s")
     tqdm.set_lock(threading.RLock())  # not tqdm's default multiprocessing lock: a worker killed with -9 leaks it
     try:
         system = make_system(cfg)
-        problem, provider = problem_for(cfg, system, store_for(target, worker_id(), cfg.search.accuracy_lease_s))
+        problem, provider = problem_for(cfg, system, store_for(target, cfg.search.accuracy_lease_s))
         storage = make_storage(cfg.search, Path(run_dir))
         sampler = make_sampler(cfg.search.sampler, worker_seed(cfg.search, index), cfg.system.space)
         study = attach(cfg, storage, problem, sampler, "worker")
@@ -99,11 +98,8 @@ def worker_main(cfg: Config, run_dir: str, target: str, index: int, reports: Any
     reports.send(WorkerReport(index, result.n_asked, result.n_failed, result.interrupted, measured=measured))
 
 
-def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) -> Any:
+def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) -> LoopResult:
     """Start ``search.workers`` processes on the study, wait for them, and return the loop result of all."""
-    from dse.samplers import finite_size
-    from dse.study import LoopResult, StopRequest
-
     n = cfg.search.workers
     threads = threads_per_worker(cfg.accuracy.threads, n)
     child = dataclasses.replace(cfg, accuracy=dataclasses.replace(cfg.accuracy, threads=threads))
@@ -119,8 +115,7 @@ def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) ->
         sender.close()  # the parent keeps only the receiving ends
     log.info("%d workers on study %r (pids %s), %d torch thread(s) each", n, cfg.search.study_name,
              [p.pid for p in procs], threads)
-    size = finite_size(study.sampler)
-    n_total = cfg.search.n_trials if size is None else min(cfg.search.n_trials, size)
+    n_total = study_size(cfg.search, study)
     stop = StopRequest()
     forwarded = False
     bar = tqdm(total=n_total, desc=f"search[{cfg.search.sampler_name}] x{n}", unit="trial",
@@ -133,10 +128,9 @@ def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) ->
                         if p.is_alive() and p.pid is not None:
                             os.kill(p.pid, stop.signum)
                     forwarded = True
-                procs[0].join(timeout=0.5) if procs[0].is_alive() else time.sleep(0.5)
+                time.sleep(0.5)
                 with contextlib.suppress(Exception):  # progress only: a storage error is the workers' to report
-                    trials = study.get_trials(deepcopy=False)
-                    bar.n = min(n_total, sum(1 for t in trials if t.state.is_finished() and counts(t)))
+                    bar.n = min(n_total, quota_done(study.get_trials(deepcopy=False)))
                     bar.refresh()
     finally:
         bar.close()
@@ -161,7 +155,7 @@ def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) ->
         elif p.exitcode:
             log.warning("worker %d (pid %s) exited with status %s", i, p.pid, p.exitcode)
     interrupted = stop.signum or next((r.interrupted for r in got if r.interrupted), None)
-    done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished() and counts(t))
+    done = quota_done(study.get_trials(deepcopy=False))
     timed_out = cfg.search.timeout is not None and time.monotonic() - start >= cfg.search.timeout
     if done < n_total and interrupted is None and not timed_out:  # every worker stopped early (killed, crashed)
         log.error("the study has %d of %d trials: the workers stopped before it was complete; continue it with "
