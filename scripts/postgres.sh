@@ -55,7 +55,8 @@ install_server() {
 bindir=$(find_bindir) || { install_server; bindir=$(find_bindir); }
 
 as_owner() {  # run a server program as the data directory's owner (postgres when we are root)
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # (from /: the postgres user may not be allowed into the caller's working directory; every path is absolute)
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 port() { cat "$dir/port"; }
@@ -70,7 +71,7 @@ case $cmd in
   start)
     if [[ $(id -u) -eq 0 ]]; then
       chown postgres "$dir"
-      runuser -u postgres -- test -w "$dir" || {
+      as_owner test -w "$dir" || {
         echo "postgres.sh: the postgres user cannot reach $dir (a parent directory is private); choose a" \
              "directory it can reach, e.g. scripts/postgres.sh start /tmp/tide-pg" >&2; exit 1; }
     fi
