@@ -25,7 +25,8 @@ series. HBM traffic comes from ``systolic.dram_traffic``: full-K tilings, or a K
 partial sums accumulate in the output buffer when it moves fewer bytes and costs at most
 ``kslice_max_overhead`` extra array cycles (charged: one more fill/drain per tile and slice). With K
 split, Tender's rescale shifts of later slices are applied to the stored partial sum when it is
-accumulated (a shift by the number of group boundaries crossed; this shifter is not in the area).
+accumulated (a barrel shift by the number of group boundaries crossed; the accumulate adders and
+shifters of the C drain lanes are in the area whenever the mapper may split K).
 Energies are action counts x per-action energies from the technology table; register energy is per
 clocked bit (operand pipeline registers every advancing cycle, accumulators per update).
 """
@@ -158,8 +159,16 @@ def pe_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
 
 
 def _edge_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
-    """Logic on the array edges: ANT/OliVe decoders, OLAccel outlier MAC units (mm^2 x 1e6)."""
+    """Logic on the array edges: ANT/OliVe decoders, OLAccel outlier MAC units, and where the mapper may
+    split K, the output buffer's accumulate path (mm^2 x 1e6)."""
     edge = (d.rows + d.cols) * tech.int_add_area_um2(np.full_like(d.rows, scheme.decoder_bits_per_pe_edge))
+    # K split: each of the C drain lanes adds a tile's partial sum to the stored one (an acc-wide
+    # adder); Tender first shifts the stored sum left by the group boundaries the slice crossed, a
+    # barrel shifter of ceil(log2 G) 2:1-mux stages at accumulator width.
+    ksplit = d.kslice_max_overhead > 0
+    stages = np.ceil(np.log2(np.maximum(d.groups, 2))) if scheme.decomposed else np.zeros_like(d.groups)
+    lane = tech.int_add_area_um2(d.acc_bits) + stages * tech.mux_area_um2(d.acc_bits)
+    edge = edge + np.where(ksplit, d.cols * lane, 0.0)
     ob = float(scheme.outlier_bits)
     outlier_unit = tech.mult_area_um2(np.full_like(d.rows, ob)) + tech.int_add_area_um2(d.acc_bits)
     return edge + scheme.outlier_pe_share * d.rows * d.cols * outlier_unit
@@ -204,31 +213,43 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
 
     spad = col(d.scratchpad_kib) * KIB
     psum_bytes = col(d.acc_bits) / 8
+    idx_bits = np.ceil(np.log2(np.maximum(K, 2)))
 
     def at_width(b: np.ndarray) -> tuple[np.ndarray, ...]:
         """(array cycles, bubble cycles, accumulator shifts, HBM bytes, scratchpad fill bytes, partial
-        sums accumulated in the output buffer) of each GEMM with operands of b bits."""
+        sums accumulated in the output buffer, scratchpad operand reads in elements, index-buffer
+        reads in bytes) of each GEMM with operands of b bits, on the array that width sees (R/2 x C/2
+        tiles for ganged INT8)."""
         gang = (b == 8) & (col(d.int8_pe) == 0)
         Re, Ce = np.where(gang, R / 2, R), np.where(gang, C / 2, C)
+        row_folds = np.where(decomposed_op, _chunk_row_folds(M, col(d.chunk), Re), np.ceil(M / Re))
+        col_folds = np.ceil(N / Ce)
+        folds = row_folds * col_folds
+        # Scratchpad reads: each A row panel once per column fold, each B column panel once per row
+        # fold (chunk-bounded row folds for decomposed operands). Computed once and shared with the
+        # DRAM model (its fallback when no panel fits is "every SRAM read comes from DRAM").
+        sram = systolic.SramAccesses(a_reads=M * K * col_folds, b_reads=K * N * row_folds, c_writes=M * N,
+                                     c_reads=0.0 * M * N)
         # Memory traffic: scratchpad split between activations and weights; outputs requantised.
         traffic = systolic.dram_traffic(M, K, N, Re, Ce, "os", a_bytes=b / 8, b_bytes=b / 8, c_bytes=b / 8,
                                         psum_bytes=psum_bytes, a_buf=spad / 2, b_buf=spad / 2,
-                                        c_buf=col(d.out_buf_kib) * KIB, double_buffered=True,
+                                        c_buf=col(d.out_buf_kib) * KIB, double_buffered=True, sram=sram,
                                         max_slice_overhead=col(d.kslice_max_overhead))
-        row_folds = np.where(decomposed_op, _chunk_row_folds(M, col(d.chunk), Re), np.ceil(M / Re))
-        folds = row_folds * np.ceil(N / Ce)
         bubbles = folds * (groups - 1)
         # A K-split tiling refills and drains each tile once per slice (the rescale shifts of
         # Tender happen once per group boundary, whichever slice it falls in).
         fold_cycles = traffic.k_slices * (Re + Ce - 2) + K
+        # The index buffer supplies one channel address per reduction step of every fold.
+        idx_reads = np.where(decomposed_op, folds * K * idx_bits / 8, 0.0)
         return (folds * fold_cycles + bubbles - 1, bubbles, bubbles * Re * Ce, traffic.total,
-                traffic.a_bytes + traffic.b_bytes, M * N * (traffic.k_slices - 1))
+                traffic.a_bytes + traffic.b_bytes, M * N * (traffic.k_slices - 1), sram.a_reads + sram.b_reads,
+                idx_reads)
 
     share8 = np.where(op_bits == 4, scheme.int8_share, 0.0)  # fallback only matters for INT4 designs
     main = at_width(op_bits)
     mixed = at_width(np.full_like(op_bits, 8.0)) if scheme.int8_share > 0 else main
-    busy, bubbles, shifts, hbm_ops, fills, psum_accs = ((1 - share8) * a + share8 * b
-                                                       for a, b in zip(main, mixed, strict=True))
+    busy, bubbles, shifts, hbm_ops, fills, psum_accs, spad_reads, idx_reads = (
+        (1 - share8) * a + share8 * b for a, b in zip(main, mixed, strict=True))
     # OLAccel: the array advances in lock-step, so a cycle in which any of the R' rows receives an
     # outlier activation stalls the wavefront for ``outlier_stall_cycles`` while the outlier unit works.
     cycles = busy
@@ -238,7 +259,6 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     bytes_per = (1 - share8) * op_bits / 8 + share8 * 1.0
 
     n_chunks = np.ceil(M / col(d.chunk))
-    idx_bits = np.ceil(np.log2(np.maximum(K, 2)))
     # Tender metadata per chunk and decomposed operand: order + split points + tmax, FP16 bias (shared
     # by the GEMMs reading the same input), FP16 output correction beta W^T per output channel.
     meta = np.where(decomposed_op, n_chunks * ((K * idx_bits + col(d.groups) * idx_bits) / 8 + 2 + 2 * K)
@@ -285,15 +305,12 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
                                                + tech.int_add_energy_pj(col(d.acc_bits)))
     decode_e = tech.int_add_energy_pj(scheme.decode_energy_add_bits)
     encode_e = tech.int_add_energy_pj(scheme.encode_energy_add_bits)
-    sram_acc = systolic.sram_accesses(M, K, N, R, C, "os")
     e_spad_rd = tech.sram_read_pj_per_byte(col(d.scratchpad_kib) / 2)
     e_spad_wr = tech.sram_write_pj_per_byte(col(d.scratchpad_kib) / 2)
     e_obuf = tech.sram_write_pj_per_byte(col(d.out_buf_kib)) + tech.sram_read_pj_per_byte(col(d.out_buf_kib))
     e_idx = tech.sram_read_pj_per_byte(np.maximum(col(d.index_buf_kib), 1e-3))
-    idx_reads = np.where(decomposed_op, np.ceil(N / C) * np.ceil(M / R) * K * idx_bits / 8, 0.0)
-    e_array = macs * e_mac_op + e_bubble + e_outlier + e_regs + (sram_acc.a_reads + sram_acc.b_reads) * decode_e \
-        + M * N * encode_e
-    e_sram = (sram_acc.a_reads + sram_acc.b_reads) * bytes_per * e_spad_rd + fills * e_spad_wr \
+    e_array = macs * e_mac_op + e_bubble + e_outlier + e_regs + spad_reads * decode_e + M * N * encode_e
+    e_sram = spad_reads * bytes_per * e_spad_rd + fills * e_spad_wr \
         + (M * N + psum_accs) * psum_bytes * e_obuf + idx_reads * e_idx
     e_dram = hbm * tech.dram_energy_pj_per_byte
     e_vpu = vpu_ops * tech.fp32_op_energy_pj()

@@ -212,3 +212,40 @@ def test_rescale_shift_energy_by_hand(tender_system: OutlierArraySystem) -> None
          for g in (1, 8)}
     per_bubble = 64 * 64 * (float(tech.register_energy_pj(9.0)) + float(tech.register_energy_pj(32.0)))
     assert (e[8] - e[1]) * 1e12 == pytest.approx(672 * per_bubble, rel=1e-9)
+
+
+def test_ganged_int8_buffers_see_the_half_array(tender_system: OutlierArraySystem) -> None:
+    """A ganged INT8 GEMM on R x C reads the scratchpad and the index buffer as an R/2 x C/2 array does:
+    its buffer energy equals that of native 8-bit PEs on an R/2 x C/2 array (same buffers, same tiles)."""
+    ops = one_gemm(512, 768, 768)
+    hw = {**_hw(tender_system), "bits": 8, "groups": 8, "chunk": 256}
+    ganged = T.evaluate(T.TenderDesign.from_mapping({**hw, "rows": 64, "cols": 64, "int8_pe": "ganged"}), ops,
+                        tender_system.tech, TENDER)
+    native = T.evaluate(T.TenderDesign.from_mapping({**hw, "rows": 32, "cols": 32, "int8_pe": "native"}), ops,
+                        tender_system.tech, TENDER)
+    assert ganged["energy_sram_j"][0] == pytest.approx(native["energy_sram_j"][0], rel=1e-12)
+    on_64 = T.evaluate(T.TenderDesign.from_mapping({**hw, "rows": 64, "cols": 64, "int8_pe": "native"}), ops,
+                       tender_system.tech, TENDER)
+    assert ganged["energy_sram_j"][0] > 1.5 * on_64["energy_sram_j"][0]  # twice the panel re-reads
+
+
+def test_index_buffer_reads_by_hand(tender_system: OutlierArraySystem) -> None:
+    """One channel address (ceil(log2 K) bits) per reduction step of every fold: M=512 in chunks of 256,
+    N=768 on 64 x 64 -> 2 x 4 x 12 = 96 folds x 768 x 10 bits = 92160 bytes from the index buffer."""
+    ops, tech = one_gemm(512, 768, 768), tender_system.tech
+    hw = {**_hw(tender_system), "bits": 4, "groups": 8, "chunk": 256, "rows": 64, "cols": 64, "hbm_bw_gbps": 1e9}
+    sram = {s.name: T.evaluate(T.TenderDesign.from_mapping(hw), ops, tech, s)["energy_sram_j"][0]
+            for s in (TENDER, PLAIN)}
+    e_idx = float(tech.sram_read_pj_per_byte(hw["index_buf_kib"]))
+    assert (sram["tender"] - sram["plain"]) * 1e12 == pytest.approx(96 * 768 * 10 / 8 * e_idx, rel=1e-9)
+
+
+def test_k_split_lanes_are_in_the_area(tender_system: OutlierArraySystem) -> None:
+    """Where the mapper may split K, each drain lane has an accumulate adder and (Tender) a barrel
+    shifter of ceil(log2 G) stages: the area grows by exactly C such lanes."""
+    tech = tender_system.tech
+    hw = {**_hw(tender_system), "rows": 64, "cols": 64, "acc_bits": 32, "groups": 8}
+    area = {k: float(T.array_area_mm2(tech, T.TenderDesign.from_mapping({**hw, "kslice_max_overhead": k}), TENDER)[0])
+            for k in (0.0, 0.1)}
+    lane = float(tech.int_add_area_um2(32.0) + 3 * tech.mux_area_um2(32.0))
+    assert (area[0.1] - area[0.0]) * 1e6 == pytest.approx(64 * lane, rel=1e-9)
