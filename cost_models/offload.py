@@ -8,15 +8,22 @@ Decode step t = 1 .. gen-1 attends to n_t = s + t tokens (the workload conventio
   the CPU streamed over PCIe; attention ``max(4 b n D / F_gpu, KV bytes read / B_gpu)``;
 * KV traffic CPU->GPU for the tokens the scheme attends to (FlexGen's own formula leaves this out because
   it assumes CPU attention):
-    - FlexGen: e b n_t (1 - cg);      H2O: e b min(n_t, K_H) with K_H = budget (s + gen);
+    - FlexGen: e b n_t (1 - cg);
+    - H2O: e b min(n_t, K_H) with K_H = budget x (s + gen), or budget x s with ``budget_base = prompt``
+      (the reference runtime: 2 x hh_ratio x prompt rows, replaced in place); optionally staged through
+      a pinned host buffer first (2 e b K_H / B_cpu);
     - INT4: 0.28125 e b n_t plus a dequantisation pass on the GPU;
     - InfiniGen: layers < ``dense_layers`` load the full e b n_t; later layers e b k_t with k_t from the
-      selected-token table (capped at budget (s + gen)), after a CPU gather (2 e b k_t / B_cpu) and a
-      speculation (partial W_Q GEMV, partial-K scores over n_t, top-k) on the GPU;
+      selected-token table (capped at budget (s + gen)), after a speculation (partial W_Q GEMV,
+      partial-K scores over n_t, top-k) on the GPU and a CPU gather (2 e b k_t / B_gather) on the host
+      thread (exposed: the reference runtime issues the FFN only after it);
+* host work that does not scale with bytes: a selecting scheme's extra framework ops and host-device
+  synchronisations per layer and step (``select_host_ops x host_op_s + select_host_syncs x
+  host_sync_s``), exposed because each synchronisation drains the GPU queue;
 * the new token's KV written GPU->CPU: e b;
 * overlap: ``overlap = 0`` adds compute and transfers (the paper's runs, FlexGen ``--overlap false``);
-  ``overlap = 1`` takes their max. InfiniGen's prefetch is always asynchronous: only what exceeds the
-  previous layer's FFN time is exposed.
+  ``overlap = 1`` takes their max. InfiniGen's H2D prefetch is always asynchronous: only what exceeds
+  the previous layer's FFN time is exposed.
 
 Prefill per layer: linear FLOPs 2 P_l b s, attention 4 b s^2 D, the prompt's KV written to the CPU.
 Capacities: the GPU holds its share of weights and KV, InfiniGen's partial W_Q and partial keys, and the
@@ -50,6 +57,17 @@ class OffloadScheme:
     k_table_tokens: tuple[float, ...] = ()
     topk_elems_per_s: float = 1e11  # GPU top-k throughput over speculated scores
     gather_gbps: float = 0.0  # CPU gather of the selected, per-head scattered KV rows (0: CPU memory bandwidth)
+    budget_base: str = "total"  # tokens the budget is a share of: "total" (prompt + generated) or "prompt"
+    staging_copy: bool = False  # the kept KV is copied on the host into a pinned buffer before each H2D
+    host_op_s: float = 0.0  # host time per eager framework op the scheme adds (Python, dispatch, launch)
+    host_sync_s: float = 0.0  # one host-device synchronisation (the host waits, the GPU queue drains)
+    select_host_ops: float = 0.0  # ops the scheme adds per selecting layer and decode step
+    select_host_syncs: float = 0.0  # synchronisations the scheme adds per selecting layer and decode step
+
+    def select_host_time(self) -> float:
+        """Host time a selecting layer adds per decode step, whatever the bytes it moves: its extra
+        framework ops and the synchronisations they force (each drains the GPU queue, so it is exposed)."""
+        return self.select_host_ops * self.host_op_s + self.select_host_syncs * self.host_sync_s
 
 
 @dataclass(frozen=True)
@@ -225,12 +243,17 @@ class FullKV:
 
 
 class H2OKV(FullKV):
-    """H2O: at most K_H = budget (s + gen) tokens are kept, attended to and moved."""
+    """H2O: at most K_H = budget x (``budget_base`` tokens) are kept, attended to and moved. With
+    ``staging_copy`` the kept rows are first copied on the host into a pinned buffer (read + write at the
+    CPU memory bandwidth), then moved; the scheme's host ops and synchronisations (score accumulation,
+    eviction, the replaced row written back) are added per layer and step."""
 
     def attended(self, c: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         bb = c.col(c.d.batch)
         tokens = np.minimum(c.n, c.col(c.k_cap))
-        return tokens, c.h2d(c.e * bb * tokens), c.lin + c.attn(tokens)
+        kv = c.e * bb * tokens
+        stage = 2 * kv * c.col(c.cc) / c.col(c.d.cpu_mem_bw_gbps * GB) if c.scheme.staging_copy else 0.0
+        return tokens, c.h2d(kv) + stage, c.lin + c.attn(tokens) + c.scheme.select_host_time()
 
     def kv_h2d_bytes(self, c: Context) -> np.ndarray:
         return c.L * c.e * np.minimum(c.n, c.col(c.k_cap)).sum(axis=1) * c.d.batch * c.cc
@@ -276,17 +299,20 @@ class InfiniGenKV(FullKV):
         sel_h2d = c.h2d(c.e * bb * k)
         gather_bw = s.gather_gbps * GB if s.gather_gbps > 0 else col(d.cpu_mem_bw_gbps * GB)
         gather = 2 * c.e * bb * k * col(c.cc) / gather_bw  # read scattered rows + write the pinned buffer
+        host = s.select_host_time()  # speculation's count read-back, index copy, gather and copy issue
         rD = col(d.partial_ratio) * D
         spec = (np.maximum(2 * bb * (D + 1) * rD / F, 2 * (D + 1) * rD / Bg)
                 + np.maximum(2 * bb * n * rD / F, 2 * bb * n * rD / Bg)
                 + bb * c.shape.heads * n / s.topk_elems_per_s)
         comp_dense = c.lin + c.attn(n)
         comp_sparse = c.lin + c.attn(k + 1) + spec
-        exposed = np.maximum(0.0, gather + sel_h2d - c.ffn_time)
+        # The reference runtime gathers on the host thread after layer l-1's attention and before its
+        # FFN is issued; only the H2D copy (its own stream) overlaps that FFN.
+        exposed = host + gather + np.maximum(0.0, sel_h2d - c.ffn_time)
         step = (dense * (comp_dense + full_h2d + c.w_h2d + c.d2h)
                 + (L - dense) * (comp_sparse + exposed + c.w_h2d + c.d2h))
-        if dense < L:  # a sparse block (the paper's Fig. 18 block)
-            block_xfer, block_total = exposed + c.w_h2d + c.d2h, comp_sparse + exposed + c.w_h2d + c.d2h
+        if dense < L:  # a sparse block (the paper's Fig. 18 block); host work is not data transfer
+            block_xfer, block_total = exposed - host + c.w_h2d + c.d2h, comp_sparse + exposed + c.w_h2d + c.d2h
         else:
             block_xfer = full_h2d + c.w_h2d + c.d2h
             block_total = comp_dense + block_xfer
@@ -332,8 +358,9 @@ def _evaluate(d: OffloadDesign, shape: ModelShape, prompt: int, gen: int, scheme
     col = Context.col
     lin = np.maximum(2 * p_layer * col(b) / col(F), w_layer * col(d.weights_gpu) / col(Bg))
     ffn_share = (3 if shape.gated_mlp else 2) * D * shape.ffn / p_layer
+    base = {"total": total_len, "prompt": prompt}[scheme.budget_base]
     c = Context(d=d, shape=shape, scheme=scheme, prompt=prompt, gen=gen, e=e, n=(prompt + steps)[None, :],
-                k_cap=np.floor(d.budget * total_len), lin=lin, ffn_time=lin * ffn_share,
+                k_cap=np.floor(d.budget * base), lin=lin, ffn_time=lin * ffn_share,
                 w_h2d=w_layer * (1 - col(d.weights_gpu)) / col(H2D), d2h=e * col(b) * col(cc) / col(D2H))
 
     # ---- prefill (per layer) ----

@@ -64,6 +64,19 @@ class Quantity:
     value: Any = MISSING  # a number (or, for a few mechanism tables, a list of numbers or a name)
     unit: str = MISSING
     source: str = MISSING
+    # plausible [low, high] of a calibrated constant or a labelled assumption (python -m dse.fidelity ... --sensitivity)
+    range: Optional[List[float]] = None
+
+
+def validate_range(key: str, q: Quantity) -> None:
+    """A stated range holds two numbers, low <= value <= high."""
+    if q.range is None:
+        return
+    _require(len(q.range) == 2, f"{key}.range", f"must be [low, high], got {list(q.range)}")
+    lo, hi = (float(x) for x in q.range)
+    _require(lo <= hi, f"{key}.range", f"low {lo} > high {hi}")
+    if isinstance(q.value, int | float) and not isinstance(q.value, bool):
+        _require(lo <= float(q.value) <= hi, f"{key}.range", f"{list(q.range)} does not contain the value {q.value}")
 
 
 @dataclass
@@ -100,6 +113,7 @@ class TechConfig:
             _require(isinstance(q.value, int | float), f"tech.{f.name}.value", f"must be a number, got {q.value!r}")
             _require(q.value >= 0, f"tech.{f.name}.value", f"must be >= 0, got {q.value}")
             _require(bool(str(q.source).strip()), f"tech.{f.name}.source", "every constant needs a source")
+            validate_range(f"tech.{f.name}", q)
         _require(0 < self.sram_array_efficiency.value <= 1, "tech.sram_array_efficiency.value",
                  "must be in (0, 1]")
 
@@ -300,6 +314,7 @@ class SystemConfig:
             _choice(self.kv_method, "system.kv_method", kv_method_names())
         for key, q in self.mechanism.items():
             _require(bool(str(q.source).strip()), f"system.mechanism.{key}.source", "every parameter needs a source")
+            validate_range(f"system.mechanism.{key}", q)
         for metric, direction in self.objectives.items():
             _choice(direction, f"system.objectives.{metric}", DIRECTIONS)
         for key, spec in self.space.items():

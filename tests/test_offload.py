@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cost_models import offload
-from dse.config import Config
+from dse.config import Config, ConfigError
 from dse.objectives import assess
 from dse.systems.offload import OffloadSystem
 
@@ -52,8 +52,9 @@ def test_h2o_and_infinigen_traffic_by_hand(make_cfg: Callable[..., Config]) -> N
     h2o, hw = system(make_cfg, "h2o")
     m = h2o.evaluate(hw).metrics
     e, b, L = 4 * 5120, 8, 40
-    k_h = int(0.2 * 2048)  # 409
-    assert m["h2d_bytes"][0] == pytest.approx(sum(L * e * b * min(1920 + t, k_h) for t in range(1, 128)))
+    kept = int(0.2 * 1920)  # the reference runtime keeps 2 x hh_ratio x prompt rows (budget_base: prompt): 384
+    assert m["h2d_bytes"][0] == pytest.approx(sum(L * e * b * min(1920 + t, kept) for t in range(1, 128)))
+    k_h = int(0.2 * 2048)  # InfiniGen's cap K_max = (prompt + gen) / 5 = 409
     ig, hw_ig = system(make_cfg, "infinigen")
     mi = ig.evaluate(hw_ig).metrics
     k = offload.selected_tokens(ig.scheme, np.array([1920.0 + t for t in range(1, 128)]), np.ones(1))
@@ -117,3 +118,39 @@ def test_infinigen_cpu_gather_time_by_hand(make_cfg: Callable[..., Config]) -> N
         decode[gbps] = ig.evaluate({**hw, "batch": b}).metrics["decode_latency_s"][0]
     expected = (L - dense) * (2 * e * b * k).sum() * (1 / 1e9 - 1 / 2e9)
     assert decode[1.0] - decode[2.0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_selecting_schemes_host_work_by_hand(make_cfg: Callable[..., Config]) -> None:
+    """Host ops and synchronisations a selecting scheme adds are exposed once per selecting layer and decode
+    step: InfiniGen's 38 sparse layers x 127 steps, H2O's 40 layers x 127 steps (each drains the GPU queue)."""
+    for name, layers in (("infinigen", 38), ("h2o", 40)):
+        sys_, hw = system(make_cfg, name)
+        base = sys_.scheme
+        dec = {}
+        for ops in (0.0, 100.0):
+            sys_.scheme = dataclasses.replace(base, select_host_ops=ops)
+            dec[ops] = sys_.evaluate(hw).metrics["decode_latency_s"][0]
+        assert dec[100.0] - dec[0.0] == pytest.approx(layers * 127 * 100 * base.host_op_s, rel=1e-9)
+        sys_.scheme = dataclasses.replace(base, select_host_syncs=0.0, select_host_ops=0.0)
+        bare = sys_.evaluate(hw).metrics["decode_latency_s"][0]
+        assert dec[0.0] - bare == pytest.approx(layers * 127 * base.select_host_syncs * base.host_sync_s, rel=1e-9)
+
+
+def test_h2o_staging_copy_by_hand(make_cfg: Callable[..., Config]) -> None:
+    """The reference H2O runtime copies its kept rows on the host into a pinned buffer before each H2D copy:
+    read + write of e b K_H bytes at the CPU memory bandwidth, per layer and step (K_H = 0.2 x 1920 = 384)."""
+    h2o, hw = system(make_cfg, "h2o")
+    dec = {}
+    for staging in (False, True):
+        h2o.scheme = dataclasses.replace(h2o.scheme, staging_copy=staging)
+        dec[staging] = h2o.evaluate(hw).metrics["decode_latency_s"][0]
+    e, b, L = 4 * 5120, 8, 40
+    expected = L * 127 * 2 * e * b * 384 / (hw["cpu_mem_bw_gbps"] * 1e9)
+    assert dec[True] - dec[False] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_range_must_hold_its_value(make_cfg: Callable[..., Config]) -> None:
+    with pytest.raises(ConfigError, match=r"system.mechanism.gather_gbps.range: \[1.0, 2.0\] does not contain"):
+        make_cfg(["system=infinigen", "system.mechanism.gather_gbps.range=[1.0,2.0]"])
+    with pytest.raises(ConfigError, match="low 5.0 > high 1.0"):
+        make_cfg(["system=infinigen", "system.mechanism.host_op_s.range=[5.0,1.0]"])
