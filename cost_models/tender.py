@@ -57,6 +57,8 @@ class Scheme:
     decomposed: bool = False  # Tender's channel-group decomposition (bubbles, chunks, metadata)
     int8_share: float = 0.0  # share of MACs that must run at 8 bits when the design runs at 4 bits
     outlier_ratio: float = 0.0  # OLAccel: share of activations treated as outliers
+    weight_outlier_ratio: float = 0.0  # OLAccel: share of weights treated as outliers (an extra MAC per lane group)
+    stall_clock_gated: bool = True  # OLAccel: a stall gates the array clock (False: the held registers still clock)
     outlier_stall_cycles: float = 0.0  # OLAccel: stall cycles per array cycle in which an outlier enters
     outlier_pe_share: float = 0.0  # OLAccel: outlier MAC units per regular PE
     outlier_bits: int = 16  # OLAccel: outlier precision
@@ -169,8 +171,10 @@ def _edge_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
     stages = np.ceil(np.log2(np.maximum(d.groups, 2))) if scheme.decomposed else np.zeros_like(d.groups)
     lane = tech.int_add_area_um2(d.acc_bits) + stages * tech.mux_area_um2(d.acc_bits)
     edge = edge + np.where(ksplit, d.cols * lane, 0.0)
-    ob = float(scheme.outlier_bits)
-    outlier_unit = tech.mult_area_um2(np.full_like(d.rows, ob)) + tech.int_add_area_um2(d.acc_bits)
+    # An outlier unit multiplies a b_outlier-bit outlier by a b-bit operand (area as a sqrt(b_o b)-bit
+    # square multiplier) and adds into an accumulator-wide partial sum.
+    ob = np.sqrt(float(scheme.outlier_bits) * d.bits)
+    outlier_unit = tech.mult_area_um2(ob) + tech.int_add_area_um2(d.acc_bits)
     return edge + scheme.outlier_pe_share * d.rows * d.cols * outlier_unit
 
 
@@ -217,9 +221,9 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
 
     def at_width(b: np.ndarray) -> tuple[np.ndarray, ...]:
         """(array cycles, bubble cycles, accumulator shifts, HBM bytes, scratchpad fill bytes, partial
-        sums accumulated in the output buffer, scratchpad operand reads in elements, index-buffer
-        reads in bytes) of each GEMM with operands of b bits, on the array that width sees (R/2 x C/2
-        tiles for ganged INT8)."""
+        sums accumulated in the output buffer, scratchpad A and B reads in elements, index-buffer reads
+        in bytes, A and B elements fetched from HBM) of each GEMM with operands of b bits, on the array
+        that width sees (R/2 x C/2 tiles for ganged INT8)."""
         gang = (b == 8) & (col(d.int8_pe) == 0)
         Re, Ce = np.where(gang, R / 2, R), np.where(gang, C / 2, C)
         row_folds = np.where(decomposed_op, _chunk_row_folds(M, col(d.chunk), Re), np.ceil(M / Re))
@@ -242,14 +246,15 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
         # The index buffer supplies one channel address per reduction step of every fold.
         idx_reads = np.where(decomposed_op, folds * K * idx_bits / 8, 0.0)
         return (folds * fold_cycles + bubbles - 1, bubbles, bubbles * Re * Ce, traffic.total,
-                traffic.a_bytes + traffic.b_bytes, M * N * (traffic.k_slices - 1), sram.a_reads + sram.b_reads,
-                idx_reads)
+                traffic.a_bytes + traffic.b_bytes, M * N * (traffic.k_slices - 1), sram.a_reads, sram.b_reads,
+                idx_reads, traffic.a_bytes / (b / 8), traffic.b_bytes / (b / 8))
 
     share8 = np.where(op_bits == 4, scheme.int8_share, 0.0)  # fallback only matters for INT4 designs
     main = at_width(op_bits)
     mixed = at_width(np.full_like(op_bits, 8.0)) if scheme.int8_share > 0 else main
-    busy, bubbles, shifts, hbm_ops, fills, psum_accs, spad_reads, idx_reads = (
+    busy, bubbles, shifts, hbm_ops, fills, psum_accs, a_reads, b_reads, idx_reads, a_fetched, b_fetched = (
         (1 - share8) * a + share8 * b for a, b in zip(main, mixed, strict=True))
+    spad_reads = a_reads + b_reads
     # OLAccel: the array advances in lock-step, so a cycle in which any of the R' rows receives an
     # outlier activation stalls the wavefront for ``outlier_stall_cycles`` while the outlier unit works.
     cycles = busy
@@ -263,7 +268,10 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     # by the GEMMs reading the same input), FP16 output correction beta W^T per output channel.
     meta = np.where(decomposed_op, n_chunks * ((K * idx_bits + col(d.groups) * idx_bits) / 8 + 2 + 2 * K)
                     * ops.input_share[None, :] + n_chunks * 2 * N, 0.0)
-    outlier_bytes = scheme.outlier_ratio * M * K * (scheme.outlier_bits + idx_bits) / 8
+    # OLAccel keeps its outliers as sparse (value, index) lists beside the dense 4-bit tensors, fetched
+    # with them: activation outliers with every A fetch, weight outliers with every B fetch.
+    outlier_entry = (scheme.outlier_bits + idx_bits) / 8
+    outlier_bytes = (scheme.outlier_ratio * a_fetched + scheme.weight_outlier_ratio * b_fetched) * outlier_entry
     hbm = hbm_ops + meta + outlier_bytes
 
     # VPU epilogue per output element, plus runtime statistics per chunk (max, min, bias subtract,
@@ -300,9 +308,15 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     operand_bits = np.where(gang_pe, 8.0, 16.0) + (1.0 if scheme.decomposed else 0.0)
     e_acc_reg = tech.register_energy_pj(col(d.acc_bits))
     e_regs = busy * R * C * tech.register_energy_pj(operand_bits) + macs * e_acc_reg
+    if not scheme.stall_clock_gated:  # held (enable-gated) registers still receive the clock in a stall
+        e_regs = e_regs + (cycles - busy) * R * C * tech.register_energy_pj(operand_bits)
     e_bubble = shifts * e_acc_reg
-    e_outlier = scheme.outlier_ratio * macs * (tech.mult_energy_pj(float(scheme.outlier_bits))
-                                               + tech.int_add_energy_pj(col(d.acc_bits)))
+    # OLAccel's outlier MACs (an outlier activation on the dedicated high-precision units, an outlier
+    # weight on its lane group's extra MAC): a b_outlier x b product (energy as a sqrt(b_o b)-bit square
+    # multiplier), an accumulator-wide add, and the update of the shared partial sum it merges into.
+    outlier_macs = (scheme.outlier_ratio + scheme.weight_outlier_ratio) * macs
+    e_outlier = outlier_macs * (tech.mult_energy_pj(np.sqrt(float(scheme.outlier_bits) * op_bits))
+                                + tech.int_add_energy_pj(col(d.acc_bits)) + e_acc_reg)
     decode_e = tech.int_add_energy_pj(scheme.decode_energy_add_bits)
     encode_e = tech.int_add_energy_pj(scheme.encode_energy_add_bits)
     e_spad_rd = tech.sram_read_pj_per_byte(col(d.scratchpad_kib) / 2)
@@ -310,7 +324,8 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     e_obuf = tech.sram_write_pj_per_byte(col(d.out_buf_kib)) + tech.sram_read_pj_per_byte(col(d.out_buf_kib))
     e_idx = tech.sram_read_pj_per_byte(np.maximum(col(d.index_buf_kib), 1e-3))
     e_array = macs * e_mac_op + e_bubble + e_outlier + e_regs + spad_reads * decode_e + M * N * encode_e
-    e_sram = spad_reads * bytes_per * e_spad_rd + fills * e_spad_wr \
+    outlier_reads = (scheme.outlier_ratio * a_reads + scheme.weight_outlier_ratio * b_reads) * outlier_entry
+    e_sram = (spad_reads * bytes_per + outlier_reads) * e_spad_rd + (fills + outlier_bytes) * e_spad_wr \
         + (M * N + psum_accs) * psum_bytes * e_obuf + idx_reads * e_idx
     e_dram = hbm * tech.dram_energy_pj_per_byte
     e_vpu = vpu_ops * tech.fp32_op_energy_pj()

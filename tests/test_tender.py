@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -249,3 +250,30 @@ def test_k_split_lanes_are_in_the_area(tender_system: OutlierArraySystem) -> Non
             for k in (0.0, 0.1)}
     lane = float(tech.int_add_area_um2(32.0) + 3 * tech.mux_area_um2(32.0))
     assert (area[0.1] - area[0.0]) * 1e6 == pytest.approx(64 * lane, rel=1e-9)
+
+
+def test_olaccel_energy_mechanism_by_hand(tender_system: OutlierArraySystem) -> None:
+    """OLAccel's outliers by its own description: sparse (16-bit value, ceil(log2 K)-bit index) lists fetched from
+    HBM with every dense A / B fetch, outlier MACs (16 x 4-bit product, accumulator add and partial-sum update),
+    and, when a stall does not gate the array clock, the held pipeline registers clocked in every stall cycle."""
+    tech = tender_system.tech
+    ops = one_gemm(256, 768, 768)  # A and B fit the scratchpad: each fetched once
+    hw = {**_hw(tender_system), "bits": 4, "rows": 64, "cols": 64, "acc_bits": 32, "scratchpad_kib": 4096,
+          "kslice_max_overhead": 0.0}
+    design = T.TenderDesign.from_mapping(hw)
+    base = T.Scheme(name="olaccel", outlier_ratio=0.03, outlier_stall_cycles=1.0, outlier_bits=16)
+    ev = lambda s: T.evaluate(design, ops, tech, s)  # noqa: E731
+    with_w = ev(replace(base, weight_outlier_ratio=0.02))
+    plain = ev(base)
+    entry = (16 + 10) / 8  # bytes per sparse outlier of a K = 768 operand
+    extra_bytes = 0.02 * 768 * 768 * entry
+    assert (with_w["energy_dram_j"][0] - plain["energy_dram_j"][0]) * 1e12 == pytest.approx(
+        extra_bytes * tech.dram_energy_pj_per_byte, rel=1e-9)
+    per_mac = float(tech.mult_energy_pj(8.0) + tech.int_add_energy_pj(32.0) + tech.register_energy_pj(32.0))
+    mac_extra = 0.02 * 256 * 768 * 768 * per_mac * 1e-12
+    assert with_w["energy_mac_j"][0] - plain["energy_mac_j"][0] == pytest.approx(mac_extra, rel=1e-9)
+    ungated = ev(replace(base, stall_clock_gated=False))
+    busy = 4 * 12 * (64 + 64 + 768 - 2) - 1  # folds x fold cycles (SCALE-Sim os)
+    stalls = busy * (1 - 0.97 ** 64) * 1.0
+    expected = stalls * 64 * 64 * float(tech.register_energy_pj(8.0)) * 1e-12  # two 4-bit operand registers
+    assert ungated["energy_mac_j"][0] - plain["energy_mac_j"][0] == pytest.approx(expected, rel=1e-9)
