@@ -179,18 +179,22 @@ def _edge_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
 
 
 def iso_area_side(tech: Tech, design: TenderDesign, scheme: Scheme, budget_mm2: float) -> np.ndarray:
-    """Largest even n such that an n x n array of this scheme's PEs (with its edge logic) fits
-    ``budget_mm2``: how many PEs each design gets when all are compared at equal array area."""
-    n = np.full(len(design), 2.0)
-    for side in range(4, 4097, 2):  # monotone in side: keep the last that fits
-        trial = TenderDesign(**{**{f.name: getattr(design, f.name) for f in fields(design)},
-                                "rows": np.full(len(design), float(side)), "cols": np.full(len(design), float(side))})
-        area = (side * side * pe_area_um2(tech, trial, scheme) + _edge_area_um2(tech, trial, scheme)) / 1e6
-        fits = area <= budget_mm2
-        if not fits.any():
-            break
-        n = np.where(fits, float(side), n)
-    return n
+    """Largest even n (2 ... 4096) such that an n x n array of this scheme's PEs (with its edge logic) fits
+    ``budget_mm2``: how many PEs each design gets when all are compared at equal array area. The area grows
+    with n, so a bisection over the even sides finds it."""
+    def fits(half: np.ndarray) -> np.ndarray:
+        side = 2.0 * half
+        trial = TenderDesign(**{**{f.name: getattr(design, f.name) for f in fields(design)}, "rows": side,
+                                "cols": side})
+        return array_area_mm2(tech, trial, scheme) <= budget_mm2
+
+    lo, hi = np.ones(len(design)), np.full(len(design), 2048.0)  # half-sides: lo fits (or is the floor)
+    hi_fits = fits(hi)
+    for _ in range(12):  # 2^11 = 2048 half-sides
+        mid = np.floor((lo + hi) / 2)
+        ok = fits(mid)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return 2.0 * np.where(hi_fits, hi, lo)
 
 
 def array_area_mm2(tech: Tech, design: TenderDesign, scheme: Scheme) -> np.ndarray:

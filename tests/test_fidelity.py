@@ -79,3 +79,71 @@ def test_bisection_without_a_root_is_an_error() -> None:
     assert calibrate.bisect(lambda x: x - 0.25, 0.0, 1.0) == pytest.approx(0.25, abs=1e-9)
     with pytest.raises(ValueError, match="no root"):
         calibrate.bisect(lambda x: x + 1.0, 0.0, 1.0)
+
+
+def _labelled(source: str) -> bool:
+    text = source.lower()
+    return text.startswith("assumption") or "calibrated" in text or text.startswith("estimate")
+
+
+def test_every_calibrated_constant_and_assumption_states_a_range() -> None:
+    """conf/: a mechanism parameter or technology entry whose source is a calibration, an assumption or an
+    estimate carries ``range: [low, high]`` next to that source (bools excepted only if they say so)."""
+    from dse.studies.sensitivity import tech_ranges  # noqa: F401 - the reader of these ranges
+
+    missing = []
+    for system in ("ant", "olaccel", "olive", "tender", "flexgen", "h2o", "int4kv", "infinigen", "systolic",
+                   "tender_infinigen"):
+        for tech in ("45nm", "7nm"):
+            cfg = F.compose_config([f"system={system}", f"tech={tech}"])
+            for key, q in cfg.system.mechanism.items():
+                if _labelled(str(q.source)) and q.range is None:
+                    missing.append(f"{system}.{key}")
+            for name in ("register_bit_energy_pj", "sram_write_read_ratio", "sram_array_efficiency",
+                         "leakage_mw_per_mm2", "periphery_area_mm2", "logic_energy_scale", "logic_area_scale"):
+                q = getattr(cfg.tech, name)
+                if _labelled(str(q.source)) and q.range is None:
+                    missing.append(f"{tech}.{name}")
+    assert not missing, f"no stated range: {sorted(set(missing))}"
+
+
+def test_sweep_moves_one_parameter_at_a_time() -> None:
+    from dse.studies.sensitivity import Uncertain, spans, sweep
+
+    def headlines(mechanism: dict | None = None, **_: object) -> dict[str, float]:
+        a = (mechanism or {}).get("x", {}).get("a", 2.0)
+        b = (mechanism or {}).get("x", {}).get("b", 1.0)
+        return {"h": a * b, "g": 1.0 + b}
+
+    params = [Uncertain("mechanism", "a", 2.0, 1.0, 4.0, "s", ("x",)), Uncertain("mechanism", "b", 1.0, 0.5, 1.5, "s",
+                                                                                 ("x",))]
+    rows = sweep(params, headlines, lambda h: h["h"] > 1.5)
+    got = {(r["parameter"], r["end"], r["headline"]): r["ratio"] for r in rows}
+    assert got[("x.a", "low", "h")] == 1.0 and got[("x.a", "high", "h")] == 4.0 and got[("x.a", "low", "g")] == 2.0
+    assert got[("x.b", "high", "g")] == 2.5
+    assert [r["ranking_holds"] for r in rows if r["parameter"] == "x.a" and r["headline"] == "h"] == [False, True]
+    assert spans(rows, "h")[0][0] == "x.a"  # widest first: -50 % / +100 % against -50 % / +50 %
+
+
+def test_sensitivity_cli_writes_table_and_tornado(tmp_path: Path) -> None:
+    assert F.main(["infinigen", "--out", str(tmp_path), "--sensitivity"]) == 0
+    rows = list(csv.DictReader((tmp_path / "sensitivity_infinigen.csv").open()))
+    params = {r["parameter"] for r in rows}
+    assert {"infinigen.gather_gbps", "shared.host_op_s", "hw.pcie_h2d_gbps"} <= params
+    nominal = {r["headline"]: float(r["nominal_ratio"]) for r in rows}
+    assert nominal["infinigen/flexgen @2048"] == pytest.approx(5.28, rel=1e-3)  # the calibrated point
+    low_gather = [r for r in rows if r["parameter"] == "infinigen.gather_gbps" and r["end"] == "low"
+                  and r["headline"] == "infinigen/flexgen @2048"]
+    assert float(low_gather[0]["ratio"]) < nominal["infinigen/flexgen @2048"]  # a slower gather costs InfiniGen
+    assert (tmp_path / "sensitivity_infinigen.png").stat().st_size > 10_000
+
+
+def test_tender_headlines_follow_a_tech_override(tender_cases: list[F.Case]) -> None:
+    headlines = F.tender_headlines(tender_cases)
+    nominal = headlines()
+    assert nominal["tender/ant speedup"] == pytest.approx(F.tender_geomeans(F.tender_table(tender_cases))[0], rel=1e-9)
+    more8 = headlines(mechanism={"ant": {"int8_share": 1.0}})
+    assert more8["tender/ant speedup"] > nominal["tender/ant speedup"]
+    dear_dram = headlines(tech={"dram_energy_pj_per_byte": 48.0})
+    assert dear_dram["tender/ant speedup"] == pytest.approx(nominal["tender/ant speedup"], rel=1e-9)
+    assert dear_dram["tender/ant energy eff."] != pytest.approx(nominal["tender/ant energy eff."], rel=1e-6)

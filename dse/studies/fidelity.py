@@ -11,10 +11,12 @@ the accumulator widened to the worst case 2b + ceil(log2 K) + G - 1 where 32 bit
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import dataclasses
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,16 @@ from hydra import compose, initialize_config_dir
 
 from cost_models import tender as tender_model
 from dse.config import CONF_DIR, Config, register_schema, to_config
+from dse.studies.sensitivity import (
+    Uncertain,
+    hw_ranges,
+    mechanism_ranges,
+    summary,
+    sweep,
+    tech_ranges,
+    tornado,
+    write_csv,
+)
 from dse.systems.outlier_array import OutlierArraySystem
 
 FIDELITY = CONF_DIR / "fidelity" / "tender.yaml"
@@ -70,15 +82,19 @@ class Case:
     point: dict[str, Any]
     groups: int
     acc_bits: int
+    cfg: Config
 
 
-def reference_area() -> float:
+def reference_area(tech: dict[str, float] | None = None, hw: dict[str, float] | None = None) -> float:
     """The iso-area budget: the PE array of Tender's published MSA (64 x 64 4-bit PEs with the
-    mux/shift extension and an INT32 accumulator, tender.md 7.1) in the comparison's technology."""
+    mux/shift extension and an INT32 accumulator, tender.md 7.1) in the comparison's technology
+    (``tech``/``hw``: values replacing the configured ones)."""
     ref_cfg = compose_config(["system=tender", f"tech={reference()['tech']}"])
     tender_sys = OutlierArraySystem(ref_cfg)
-    design = tender_model.TenderDesign.from_mapping({**ref_cfg.system.hw, "rows": 64, "cols": 64, "acc_bits": 32})
-    return float(tender_model.array_area_mm2(tender_sys.tech, design, tender_sys.scheme)[0])
+    design = tender_model.TenderDesign.from_mapping({**ref_cfg.system.hw, **(hw or {}), "rows": 64, "cols": 64,
+                                                     "acc_bits": 32})
+    t = dataclasses.replace(tender_sys.tech, **(tech or {}))
+    return float(tender_model.array_area_mm2(t, design, tender_sys.scheme)[0])
 
 
 def build_cases() -> list[Case]:
@@ -103,19 +119,29 @@ def build_cases() -> list[Case]:
             side = iso_area_side(sys_.tech, tender_model.TenderDesign.from_mapping(point), sys_.scheme,
                                  budget_mm2)
             point.update(rows=float(side[0]), cols=float(side[0]))
-            cases.append(Case(cfg.model.name, sys_, point, g, acc))
+            cases.append(Case(cfg.model.name, sys_, point, g, acc, cfg))
     return cases
 
 
-def evaluate_rows(cases: list[Case], mechanism: dict[str, dict[str, float]] | None = None) -> list[Row]:
-    """Latency and energy of every case; ``mechanism`` replaces scheme parameters per system name."""
+def evaluate_rows(cases: list[Case], mechanism: dict[str, dict[str, float]] | None = None,
+                  tech: dict[str, float] | None = None, hw: dict[str, float] | None = None,
+                  resize: bool = False) -> list[Row]:
+    """Latency and energy of every case; ``mechanism`` replaces scheme parameters per system name, ``tech``
+    technology-table entries and ``hw`` hardware defaults. With ``resize`` (or any ``tech``/``hw``, which may
+    change the areas) every design is sized again to the iso-area budget of that technology."""
+    budget = reference_area(tech, hw) if (resize or tech or hw) else None
     rows = []
     for c in cases:
         scheme = dataclasses.replace(c.system.scheme, **(mechanism or {}).get(c.system.name, {}))
-        m = tender_model.evaluate(tender_model.TenderDesign.from_mapping(c.point), c.system.ops, c.system.tech,
-                                  scheme)
+        t = dataclasses.replace(c.system.tech, **(tech or {}))
+        point = {**c.point, **(hw or {})}
+        if budget is not None:
+            side = float(tender_model.iso_area_side(t, tender_model.TenderDesign.from_mapping(point), scheme,
+                                                    budget)[0])
+            point.update(rows=side, cols=side)
+        m = tender_model.evaluate(tender_model.TenderDesign.from_mapping(point), c.system.ops, t, scheme)
         rows.append(Row(c.model, c.system.name, float(m["latency_s"][0]), float(m["energy_j"][0]), c.groups,
-                        c.acc_bits, float(c.point["rows"])))
+                        c.acc_bits, float(point["rows"])))
     return rows
 
 
@@ -355,6 +381,107 @@ def tender_main(out: Path, sweep: str | None = None) -> int:
     return 0
 
 
+def tender_headlines(cases: list[Case]) -> Callable[..., dict[str, float]]:
+    """Headline ratios of the Tender comparison (geomeans over the six models, over ANT) as a function of
+    parameter overrides (``mechanism``, ``tech``, ``hw`` as in :func:`evaluate_rows`; designs re-sized)."""
+    def headlines(**overrides: Any) -> dict[str, float]:
+        rat = ratios(evaluate_rows(cases, resize=True, **overrides))
+        out = {}
+        for system in ("olaccel", "olive", "tender"):
+            vals = [v for (_m, s), v in rat.items() if s == system]
+            out[f"{system}/ant speedup"] = geomean([v[0] for v in vals])
+            out[f"{system}/ant energy eff."] = geomean([v[1] for v in vals])
+        return out
+    return headlines
+
+
+def tender_ranking(h: dict[str, float]) -> tuple[tuple[str, ...], ...]:
+    """The order of the four systems by speed-up and by energy efficiency (the paper's: ANT < OLAccel <
+    OliVe < Tender in both)."""
+    return tuple(tuple(sorted(("ant", "olaccel", "olive", "tender"),
+                              key=lambda s, m=m: 1.0 if s == "ant" else h[f"{s}/ant {m}"]))
+                 for m in ("speedup", "energy eff."))
+
+
+def tender_uncertain(cases: list[Case]) -> list[Uncertain]:
+    configs = {c.system.name: c.cfg for c in cases if c.model == cases[0].model}
+    cfg = cases[0].cfg
+    return (mechanism_ranges(configs) + tech_ranges(cfg)
+            + hw_ranges("outlier_array", {k: v for k, v in cfg.system.hw.items() if isinstance(v, int | float)}))
+
+
+#: (headline, system, prompt + generated tokens, batch): each over FlexGen, the last over INT4-KV
+INFINIGEN_HEADLINES = (("infinigen/flexgen @2048", "infinigen", 2048, 8),
+                       ("infinigen/flexgen @512", "infinigen", 512, 8),
+                       ("h2o/flexgen @2048", "h2o", 2048, 8), ("h2o/flexgen @512", "h2o", 512, 8),
+                       ("int4kv/flexgen @2048", "int4kv", 2048, 8),
+                       ("infinigen/int4kv @2048 b4", "infinigen", 2048, 4))
+
+
+def infinigen_ranking(h: dict[str, float]) -> tuple[str, ...]:
+    """The order of the four systems by throughput at 2048 tokens, batch 8 (the paper's: FlexGen < INT4 <
+    H2O < InfiniGen)."""
+    return tuple(sorted(("flexgen", "int4kv", "h2o", "infinigen"),
+                        key=lambda s: 1.0 if s == "flexgen" else h[f"{s}/flexgen @2048"]))
+
+
+def infinigen_headlines() -> tuple[Callable[..., dict[str, float]], list[Uncertain]]:
+    """Headline ratios of the offloading comparison (OPT-13B, the A6000 platform, 128 generated tokens) as a
+    function of overrides (``mechanism``: system -> parameters; ``hw``: platform values), and the parameters
+    with stated ranges."""
+    from dse.systems.offload import OffloadSystem
+
+    ref = yaml.safe_load(INFINIGEN.read_text())
+    gen = ref["seq_len"]["gen_len"]
+    built: dict[tuple[str, int], tuple[OffloadSystem, dict[str, Any]]] = {}
+    configs: dict[str, Config] = {}
+    for system in ref["systems"]:
+        for total in (512, 2048):
+            cfg = compose_config([f"system={system}", f"model={ref['model']}", f"platform@system.hw={ref['platform']}",
+                                  f"workload.prompt_len={total - gen}", f"workload.gen_len={gen}"])
+            built[(system, total)] = (OffloadSystem(cfg), dict(cfg.system.hw))
+            configs[system] = cfg
+
+    def tps(system: str, total: int, batch: int, mechanism: dict[str, dict[str, float]], hw: dict[str, float]) -> float:
+        sys_, point = built[(system, total)]
+        one = copy.copy(sys_)
+        one.scheme = dataclasses.replace(sys_.scheme, **mechanism.get(system, {}))
+        return float(one.evaluate({**point, **hw, "batch": batch}).metrics["tokens_per_s"][0])
+
+    def headlines(mechanism: dict[str, dict[str, float]] | None = None, hw: dict[str, float] | None = None
+                  ) -> dict[str, float]:
+        mech, over = mechanism or {}, hw or {}
+        out = {}
+        for name, system, total, batch in INFINIGEN_HEADLINES:
+            base = "int4kv" if name.startswith("infinigen/int4kv") else "flexgen"
+            out[name] = tps(system, total, batch, mech, over) / tps(base, total, batch, mech, over)
+        return out
+
+    nominal = {k: v for k, v in built[("flexgen", 2048)][1].items() if isinstance(v, int | float)}
+    return headlines, mechanism_ranges(configs) + hw_ranges(ref["platform"], nominal)
+
+
+def sensitivity_main(study: str, out: Path) -> int:
+    """``--sensitivity``: the headline ratios at both ends of every stated range (table, tornado, summary)."""
+    if study == "tender":
+        cases = build_cases()
+        headlines, params, ranking = tender_headlines(cases), tender_uncertain(cases), tender_ranking
+        title = "Tender comparison (6 models, INT4, iso-area, 7 nm): geomean ratios over ANT"
+    else:
+        (headlines, params), ranking = infinigen_headlines(), infinigen_ranking
+        title = "Offloading comparison (OPT-13B, A6000 + PCIe 3.0, +128 tokens): throughput ratios"
+    rows = sweep(params, headlines, ranking)
+    write_csv(rows, out / f"sensitivity_{study}.csv")
+    tornado(rows, out / f"sensitivity_{study}.png", title)
+    print(f"{study}: {len(params)} parameters with stated ranges, each at its low and high end, one at a time "
+          "(nothing refitted)")
+    print(f"ranking at the configured values: {ranking(headlines())}")
+    for line in summary(rows):
+        print(line)
+    print(f"wrote {out / f'sensitivity_{study}.csv'} and {out / f'sensitivity_{study}.png'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dse.studies.fidelity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -362,8 +489,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--sweep", help="tender: geomeans over values of one mechanism parameter, e.g. "
                                         "ant.int8_share=0,0.5,0.941359")
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="the headline ratios at both ends of every stated range (conf/: range next to each "
+                             "calibrated constant and labelled assumption): a table and a tornado plot")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.sensitivity:
+        return sensitivity_main(args.study, args.out)
     if args.study == "infinigen":
         return infinigen_main(args.out)
     return tender_main(args.out, args.sweep)
