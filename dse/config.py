@@ -136,8 +136,18 @@ class ModelConfig:
     source: str = MISSING
     tender_groups_int4: Optional[int] = None
     tender_groups_int8: Optional[int] = None
+    # system -> mechanism parameter -> value for this model (a baseline's model-dependent inputs: ANT's 8-bit
+    # share, OLAccel's outlier ratio, ...), each with its source; they replace the system's mechanism values
+    baseline_inputs: Dict[str, Dict[str, Quantity]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.baseline_inputs = {s: {k: q if isinstance(q, Quantity) else Quantity(**q) for k, q in params.items()}
+                                for s, params in self.baseline_inputs.items()}
+        for system, params in self.baseline_inputs.items():
+            for key, q in params.items():
+                _require(bool(str(q.source).strip()), f"model.baseline_inputs.{system}.{key}.source",
+                         "every input needs a source")
+                validate_range(f"model.baseline_inputs.{system}.{key}", q)
         self.to_shape()
 
     def to_shape(self) -> ModelShape:
@@ -470,7 +480,7 @@ class AccuracyConfig:
 class QuantConfig:
     """One quantisation configuration measured by ``python -m dse.accuracy``."""
 
-    method: str = "none"  # none | tender | per_tensor | per_token
+    method: str = "none"  # none | tender | per_tensor | per_token | olaccel
     bits: int = 8
     groups: int = 8
     chunk: int = 256
@@ -478,6 +488,7 @@ class QuantConfig:
     rounding: str = "rup"  # rup | rdn
     quantize_weights: bool = True
     quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too
+    outlier_ratio: float = 0.03  # olaccel: share of values kept at high precision per tensor / weight row
 
     def __post_init__(self) -> None:
         self.to_spec()

@@ -121,6 +121,8 @@ class AccuracyOracle:
         quant = dataclasses.asdict(spec)
         if not quant.get("quantize_attention"):  # keys written before this knob existed stay valid
             quant.pop("quantize_attention", None)
+        if quant.get("method") != "olaccel":  # only OLAccel's emulation reads it
+            quant.pop("outlier_ratio", None)
         # The model file is identified by its content hash; its path (inside whichever virtual environment
         # installed it) is provenance only, so checkouts with the same model share measurements.
         payload = {**{k: v for k, v in self.identity().items() if k != "model"}, "quant": quant}

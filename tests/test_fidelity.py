@@ -147,3 +147,25 @@ def test_tender_headlines_follow_a_tech_override(tender_cases: list[F.Case]) -> 
     dear_dram = headlines(tech={"dram_energy_pj_per_byte": 48.0})
     assert dear_dram["tender/ant speedup"] == pytest.approx(nominal["tender/ant speedup"], rel=1e-9)
     assert dear_dram["tender/ant energy eff."] != pytest.approx(nominal["tender/ant energy eff."], rel=1e-6)
+
+
+def test_model_inputs_replace_the_baselines_defaults(tender_cases: list[F.Case]) -> None:
+    """conf/model/*.yaml baseline_inputs: the Llama-2 rows take OLAccel's outlier ratio measured on the proxy,
+    the OPT rows the published default; inputs without a model entry are reported as not model-specific."""
+    by = {(r["model"], r["system"], r["parameter"]): r for r in F.baseline_inputs_table(tender_cases)}
+    llama, opt = by[("Llama-2-7B", "olaccel", "outlier_ratio")], by[("OPT-6.7B", "olaccel", "outlier_ratio")]
+    assert llama["model_specific"] and "measured" in llama["source"] and llama["value"] != opt["value"]
+    assert opt["model_specific"] and opt["value"] == 0.03
+    assert not by[("Llama-2-7B", "ant", "int8_share")]["model_specific"]
+    schemes = {(c.model, c.system.name): c.system.scheme for c in tender_cases}
+    assert schemes[("Llama-2-7B", "olaccel")].outlier_ratio == llama["value"]
+
+
+def test_iso_accuracy_ratio_interpolates_log_perplexity() -> None:
+    from dse.studies.baseline_inputs import iso_accuracy_ratio
+
+    grid = [(0.01, 40.0), (0.05, 30.0), (0.1, 20.0)]
+    assert iso_accuracy_ratio(grid, 50.0) == 0.01  # met at the grid's start
+    assert iso_accuracy_ratio(grid, 10.0) == 0.1  # never met: the grid's end
+    t = (math.log(30.0) - math.log(25.0)) / (math.log(30.0) - math.log(20.0))
+    assert iso_accuracy_ratio(grid, 25.0) == pytest.approx(0.05 + t * 0.05)

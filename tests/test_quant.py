@@ -131,3 +131,25 @@ def test_tender_all_bias_terms_are_exact_without_rounding() -> None:
     exact = torch.softmax((q * 0.5) @ k.transpose(-1, -2) + torch.where(future, -torch.inf, 0.0), -1) @ v
     got = quant.tender_attention(q, k, v, 0.5, bits=16, groups=4, chunk=16)
     assert rel_err(got, exact) < 1e-3
+
+
+def test_olaccel_keeps_the_largest_share_and_quantises_the_rest_over_the_normal_range() -> None:
+    """OLAccel: exactly round(ratio x n) outliers keep their value (FP16); the rest is quantised max-abs over
+    the normal values only, so their error is at most half a step of (largest normal) / 7."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 64, generator=g)
+    x[:, 5] *= 50.0  # an outlier channel
+    ratio = 0.02
+    y = quant.outlier_fake_quant(x, 4, ratio)
+    n_out = round(ratio * x.numel())
+    order = x.abs().reshape(-1).argsort(descending=True)
+    outliers, normal = order[:n_out], order[n_out:]
+    assert torch.equal(y.reshape(-1)[outliers], x.reshape(-1)[outliers].half().float())
+    step = x.abs().reshape(-1)[normal].max() / 7
+    assert (y.reshape(-1)[normal] - x.reshape(-1)[normal]).abs().max() <= step / 2 + 1e-6
+    assert (y - x).pow(2).mean() < 0.05 * (quant.symmetric_fake_quant(x, 4, None) - x).pow(2).mean()
+    w = torch.randn(8, 100, generator=g)
+    wq = quant.outlier_fake_quant(w, 4, 0.05, dim=-1)  # per output row: 5 outliers each
+    top = w.abs().topk(5, dim=-1).indices
+    assert torch.equal(wq.gather(-1, top), w.gather(-1, top).half().float())
+    assert torch.equal(quant.outlier_fake_quant(x, 4, 0.0), quant.symmetric_fake_quant(x, 4, None))

@@ -193,6 +193,24 @@ def area_report() -> list[str]:
     return lines
 
 
+#: The baselines' model-dependent inputs (conf/model/*.yaml baseline_inputs): system -> its parameters
+BASELINE_INPUTS = {"ant": ("int8_share",), "olaccel": ("outlier_ratio",), "olive": ("int8_share",)}
+
+
+def baseline_inputs_table(cases: list[Case]) -> list[dict[str, Any]]:
+    """Per model and baseline: each model-dependent input, its value and where it comes from (the model's
+    own entry, or the system's value, which is then not model-specific)."""
+    rows = []
+    for c in cases:
+        for param in BASELINE_INPUTS.get(c.system.name, ()):
+            own = c.cfg.model.baseline_inputs.get(c.system.name, {}).get(param)
+            q = own if own is not None else c.cfg.system.mechanism[param]
+            rows.append({"model": c.model, "system": c.system.name, "parameter": param,
+                         "value": getattr(c.system.scheme, param), "model_specific": own is not None,
+                         "source": str(q.source)})
+    return rows
+
+
 def geomean(values: list[float]) -> float:
     return float(np.exp(np.mean(np.log(values))))
 
@@ -348,6 +366,10 @@ def tender_main(out: Path, sweep: str | None = None) -> int:
     table = tender_table(cases)
     path = out / "tender.csv"
     write_tender_csv(table, path)
+    with (out / "baseline_inputs.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["model", "system", "parameter", "value", "model_specific", "source"])
+        writer.writeheader()
+        writer.writerows(baseline_inputs_table(cases))
     print(f"workload: batch {ref['workload']['batch']}, prompt {ref['workload']['prompt_len']}, "
           f"generated {ref['workload']['gen_len']} (prefill only), tech {ref['tech']}, INT4")
     print("fitted parameters (python -m dse.studies.calibrate tender), each to one row's speed-up on the OPT "
@@ -355,6 +377,10 @@ def tender_main(out: Path, sweep: str | None = None) -> int:
     for target, fitted_by in fitted_values(cases).items():
         print(f"  {fitted_by:<34} fitted to {target}/ant")
     print("inputs (published data used as model inputs): " + "; ".join(TENDER_INPUTS))
+    print("the baselines' model-dependent inputs (conf/model/*.yaml baseline_inputs; else the system's value):")
+    for r in baseline_inputs_table(cases):
+        where = r["source"] if r["model_specific"] else "not model-specific: " + r["source"]
+        print(f"  {r['model']:<12}{r['system']}.{r['parameter']} = {r['value']:.4g}  [{where[:150]}]")
     print(f"{'model':<12}{'system':<9}{'G':>4}{'acc':>5}{'array':>8}{'speedup':>9}{'paper':>7} {'basis':<10}"
           f"{'energy':>8}{'paper':>7} {'basis':<10}")
     for r in table:

@@ -35,7 +35,9 @@ class OutlierArraySystem(System):
         super().__init__(cfg)
         self.ops = build_operators(cfg.model.to_shape(), cfg.workload.to_spec())
         self.tech = cfg.tech.to_tech()
-        self.scheme = scheme_from_mechanism(tender.Scheme, cfg.system.mechanism, name=self.name)
+        # the model's own inputs (model.baseline_inputs.<system>) replace the system's defaults
+        mechanism = {**cfg.system.mechanism, **cfg.model.baseline_inputs.get(self.name, {})}
+        self.scheme = scheme_from_mechanism(tender.Scheme, mechanism, name=self.name)
 
     @property
     def knobs(self) -> tuple[str, ...]:

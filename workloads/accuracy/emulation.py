@@ -78,6 +78,8 @@ class Site:
             value = (quant.symmetric_fake_quant(x, s.bits, None), None)
         elif s.method == "per_token":
             value = (quant.symmetric_fake_quant(x, s.bits, -1), None)
+        elif s.method == "olaccel":
+            value = (quant.outlier_fake_quant(x, s.bits, s.outlier_ratio), None)
         else:
             value = (x, None)
         self._input, self._value = Held.of(x_in), value
@@ -152,7 +154,11 @@ def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkSta
             if name not in sites:
                 sites[name] = Site(name, use_bias=child not in NO_BIAS, signed=child not in UNSIGNED, spec=spec,
                                    calib=(calib or {}).get(name) if spec.mode == "calibrated" else None)
-            w_hat = quant.weight_fake_quant(lin.weight.data, spec.bits) if spec.quantize_weights else lin.weight
+            w_hat = lin.weight
+            if spec.quantize_weights and spec.method == "olaccel":  # outlier weights kept too, per output row
+                w_hat = quant.outlier_fake_quant(lin.weight.data, spec.bits, spec.outlier_ratio, dim=-1)
+            elif spec.quantize_weights:
+                w_hat = quant.weight_fake_quant(lin.weight.data, spec.bits)
             setattr(parent, child, QuantLinear(lin, sites[name], w_hat))
             swapped.append((parent, child, lin))
         if spec.quantize_attention:

@@ -130,6 +130,25 @@ def symmetric_fake_quant(x: torch.Tensor, bits: int, dim: int | None) -> torch.T
     return torch.clamp(torch.round(x / scale), qmin, qmax) * scale
 
 
+def outlier_fake_quant(x: torch.Tensor, bits: int, ratio: float, dim: int | None = None) -> torch.Tensor:
+    """OLAccel's outlier-aware quantisation (Park et al., ISCA 2018): the largest ``ratio`` of the magnitudes
+    (per tensor, or per row with ``dim=-1``) are outliers kept at high precision (16 bits: FP16 here); the
+    normal values are quantised symmetric max-abs over the normal range only, so the outliers no longer set
+    the step."""
+    flat = x.abs().reshape(-1) if dim is None else x.abs()
+    n = flat.shape[-1]
+    keep = int(min(n - 1, max(0, round(ratio * n))))  # outliers per tensor / row
+    if keep == 0:
+        return symmetric_fake_quant(x, bits, dim)
+    threshold = torch.kthvalue(flat, n - keep, dim=-1).values  # the largest normal magnitude
+    if dim is not None:
+        threshold = threshold.unsqueeze(-1)
+    qmin, qmax = qrange(bits, True)
+    scale = torch.where(threshold > 0, threshold / qmax, torch.ones_like(threshold))
+    normal = torch.clamp(torch.round(x / scale), qmin, qmax) * scale
+    return torch.where(x.abs() > threshold, x.to(torch.float16).to(x.dtype), normal)
+
+
 def weight_fake_quant(w: torch.Tensor, bits: int) -> torch.Tensor:
     """Per-output-channel symmetric max-abs quantisation of a [N, K] weight."""
     return symmetric_fake_quant(w, bits, dim=-1)

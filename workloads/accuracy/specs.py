@@ -15,7 +15,7 @@ from pathlib import Path
 
 from workloads.checks import require_choice
 
-QUANT_METHODS = ("none", "tender", "per_tensor", "per_token")
+QUANT_METHODS = ("none", "tender", "per_tensor", "per_token", "olaccel")
 QUANT_MODES = ("runtime", "calibrated")
 ROUNDINGS = ("rup", "rdn")
 EVICTIONS = ("counter", "lru", "fifo")
@@ -38,6 +38,7 @@ class QuantSpec:
     rounding: str = "rup"
     quantize_weights: bool = True
     quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too (runtime statistics)
+    outlier_ratio: float = 0.03  # olaccel: share of each activation tensor (and weight row) kept at high precision
 
     def __post_init__(self) -> None:
         if self.quantize_attention and self.method != "tender":
@@ -48,6 +49,8 @@ class QuantSpec:
             raise ValueError("quant.groups and quant.chunk must be >= 1")
         require_choice("quant.mode", self.mode, QUANT_MODES)
         require_choice("quant.rounding", self.rounding, ROUNDINGS)
+        if not 0 <= self.outlier_ratio < 0.5:
+            raise ValueError(f"quant.outlier_ratio must be in [0, 0.5), got {self.outlier_ratio}")
 
 
 @dataclass(frozen=True)
