@@ -10,8 +10,10 @@ Decode step t = 1 .. gen-1 attends to n_t = s + t tokens (the workload conventio
   it assumes CPU attention):
     - FlexGen: e b n_t (1 - cg);
     - H2O: e b min(n_t, K_H) with K_H = budget x (s + gen), or budget x s with ``budget_base = prompt``
-      (the reference runtime: 2 x hh_ratio x prompt rows, replaced in place); optionally staged through
-      a pinned host buffer first (2 e b K_H / B_cpu);
+      (the reference runtime: 2 x hh_ratio x prompt rows, replaced in place);
+    - with ``staging_copy`` a load is first copied on the host into pinned memory (2 bytes of CPU-memory
+      traffic per byte moved, in series): the reference runtime's unpinned KV cache is relayed through
+      ``pin_memory()`` (FlexGen, INT4, InfiniGen's dense layers) or its pinned prefetch buffer (H2O);
     - INT4: 0.28125 e b n_t plus a dequantisation pass on the GPU;
     - InfiniGen: layers < ``dense_layers`` load the full e b n_t; later layers e b k_t with k_t from the
       selected-token table (capped at budget (s + gen)), after a speculation (partial W_Q GEMV,
@@ -58,7 +60,7 @@ class OffloadScheme:
     topk_elems_per_s: float = 1e11  # GPU top-k throughput over speculated scores
     gather_gbps: float = 0.0  # CPU gather of the selected, per-head scattered KV rows (0: CPU memory bandwidth)
     budget_base: str = "total"  # tokens the budget is a share of: "total" (prompt + generated) or "prompt"
-    staging_copy: bool = False  # the kept KV is copied on the host into a pinned buffer before each H2D
+    staging_copy: bool = False  # KV loads are relayed on the host through pinned memory before each H2D copy
     host_op_s: float = 0.0  # host time per eager framework op the scheme adds (Python, dispatch, launch)
     host_sync_s: float = 0.0  # one host-device synchronisation (the host waits, the GPU queue drains)
     select_host_ops: float = 0.0  # ops the scheme adds per selecting layer and decode step
@@ -194,8 +196,12 @@ class Context:
                           self.e * bb * tokens / col(d.gpu_mem_bw_gbps * GB))
 
     def h2d(self, kv_bytes: np.ndarray) -> np.ndarray:
-        """Time to move ``kv_bytes`` (per point and step, all on the CPU) to the GPU."""
-        return kv_bytes * self.col(self.cc) / self.col(self.d.pcie_h2d_gbps * GB)
+        """Time to move ``kv_bytes`` (per point and step, all on the CPU) to the GPU; with the scheme's
+        ``staging_copy`` the host first copies them into pinned memory (read + write at the CPU memory
+        bandwidth), in series with the copy."""
+        moved = kv_bytes * self.col(self.cc)
+        stage = 2 * moved / self.col(self.d.cpu_mem_bw_gbps * GB) if self.scheme.staging_copy else 0.0
+        return moved / self.col(self.d.pcie_h2d_gbps * GB) + stage
 
 
 @dataclass(frozen=True)
@@ -251,9 +257,7 @@ class H2OKV(FullKV):
     def attended(self, c: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         bb = c.col(c.d.batch)
         tokens = np.minimum(c.n, c.col(c.k_cap))
-        kv = c.e * bb * tokens
-        stage = 2 * kv * c.col(c.cc) / c.col(c.d.cpu_mem_bw_gbps * GB) if c.scheme.staging_copy else 0.0
-        return tokens, c.h2d(kv) + stage, c.lin + c.attn(tokens) + c.scheme.select_host_time()
+        return tokens, c.h2d(c.e * bb * tokens), c.lin + c.attn(tokens) + c.scheme.select_host_time()
 
     def kv_h2d_bytes(self, c: Context) -> np.ndarray:
         return c.L * c.e * np.minimum(c.n, c.col(c.k_cap)).sum(axis=1) * c.d.batch * c.cc
@@ -295,8 +299,8 @@ class InfiniGenKV(FullKV):
         bb, F, Bg = col(d.batch), col(d.gpu_tflops * 1e12), col(d.gpu_mem_bw_gbps * GB)
         k = self.selected(c)
         dense = min(s.dense_layers, L)
-        full_h2d = c.h2d(c.e * bb * n)
-        sel_h2d = c.h2d(c.e * bb * k)
+        full_h2d = c.h2d(c.e * bb * n)  # dense layers: FlexGen's load (staged if the cache is not pinned)
+        sel_h2d = c.e * bb * k * col(c.cc) / col(d.pcie_h2d_gbps * GB)  # from the pinned gather buffer
         gather_bw = s.gather_gbps * GB if s.gather_gbps > 0 else col(d.cpu_mem_bw_gbps * GB)
         gather = 2 * c.e * bb * k * col(c.cc) / gather_bw  # read scattered rows + write the pinned buffer
         host = s.select_host_time()  # speculation's count read-back, index copy, gather and copy issue
