@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from cost_models import systolic
+from cost_models.accelerator import PerOp
 from cost_models.design import array_fields, evaluate_valid, first_failure
 from cost_models.metrics import described, with_derived
 from cost_models.tech import Tech
@@ -209,7 +210,23 @@ def _chunk_row_folds(M: np.ndarray, chunk: np.ndarray, R: np.ndarray) -> np.ndar
     return full * np.ceil(chunk / R) + np.ceil(rest / R)
 
 
+@dataclass(frozen=True)
+class Breakdown:
+    """Where one design's time and energy go: per GEMM (``per_op``, each entry for all ``count`` executions),
+    the non-GEMM vector work per phase ([P, 2]: prefill, decode) and the leakage [P]; together they add up
+    to ``latency_s`` and ``energy_j``."""
+
+    per_op: PerOp
+    vector_latency_s: np.ndarray
+    vector_energy_j: np.ndarray
+    leakage_j: np.ndarray
+
+
 def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> dict[str, np.ndarray]:
+    return _costs(d, ops, tech, scheme)[0]
+
+
+def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[dict[str, np.ndarray], Breakdown]:
     col = lambda a: a[:, None]  # noqa: E731
     M, K, N, cnt = ops.M[None, :], ops.K[None, :], ops.N[None, :], ops.count[None, :]
     attention = np.array([k.startswith("attn") for k in ops.kinds])[None, :]
@@ -351,7 +368,11 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
     total_cycles = (cycles * cnt).sum(axis=1)
     gen = float(ops.generated_tokens)
     k_max = float(ops.K[~attention[0]].max())
-    return with_derived({
+    breakdown = Breakdown(
+        per_op=PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=(e_array + e_sram + e_dram + e_vpu) * cnt * 1e-12,
+                     dram_bytes=hbm * cnt),
+        vector_latency_s=vec_time, vector_energy_j=e_vec * 1e-12, leakage_j=e_leak)
+    metrics = with_derived({
         "latency_s": latency,
         "prefill_latency_s": lat_all[:, prefill].sum(axis=1) + vec_time[:, 0],
         "decode_latency_s": lat_all[:, ~prefill].sum(axis=1) + vec_time[:, 1],
@@ -371,6 +392,15 @@ def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -
         "acc_headroom_bits": d.acc_bits - (2 * d.bits + np.ceil(np.log2(k_max))
                                            + np.where(scheme.decomposed, d.groups - 1, 0)),
     }, gen)
+    return metrics, breakdown
+
+
+def breakdown(design: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> Breakdown:
+    """Per-GEMM and per-phase costs of valid design points (see :class:`Breakdown`)."""
+    bad = design.invalid_reason()
+    if any(bad):
+        raise ValueError(f"invalid design: {next(b for b in bad if b)}")
+    return _costs(design, ops, tech, scheme)[1]
 
 
 def evaluate(design: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme, *, chunk: int = 4096

@@ -3,12 +3,18 @@
 Prints every metric next to the value the search recorded. Exit status: 0 when every recorded objective
 is reproduced exactly, 1 when one is not (a genuine mismatch), 2 when the file cannot be evaluated at all
 (missing, empty, damaged, not a design, a newer format, invalid values): one line on stderr naming the
-file or key (``--debug`` shows the traceback). ``--breakdown`` also prints the per-operator table.
+file or key (``--debug`` shows the traceback). ``--breakdown`` also gives the per-operator table (every GEMM
+with its phase, cycles, latency, energy and DRAM bytes, then the non-GEMM rows; they add up to the design's
+latency and energy): as a table after the metrics, or with ``--format csv|json`` as data on stdout (or in
+``--out FILE``), the metric comparison then going to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
 import math
 import sys
 from pathlib import Path
@@ -20,12 +26,16 @@ from dse.config import ConfigError, first_line
 from dse.coupling import problem_for
 from dse.export import DesignFileError, config_from_document, load_design
 from dse.systems import make_system
+from dse.systems._base import BREAKDOWN_COLUMNS
 
 
 def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
     """Cost-model metrics of the design, plus measured accuracy when the search was coupled
     (through the oracle's cache: the same key as the search, so normally no new measurement)."""
     cfg = config_from_document(doc)
+    for key, value in cfg.system.hw.items():  # a design is one point: every knob one value
+        if isinstance(value, list | tuple | dict):
+            raise DesignFileError(f"system.hw.{key}: a design holds one value per knob, got {value!r}")
     try:
         system = make_system(cfg)
         point = dict(cfg.system.hw)
@@ -48,7 +58,10 @@ def _same(a: float, b: float) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dse.evaluate", description=__doc__)
     parser.add_argument("design", type=Path, help="a designs/*.yaml file written by a search")
-    parser.add_argument("--breakdown", action="store_true", help="print the per-operator breakdown")
+    parser.add_argument("--breakdown", action="store_true", help="the per-operator breakdown")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="how the breakdown is written: a table after the metrics (default), or csv / json data")
+    parser.add_argument("--out", type=Path, help="write the csv / json breakdown to this file instead of stdout")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     try:
@@ -71,27 +84,59 @@ def main(argv: list[str] | None = None) -> int:
     return report(args, doc, metrics, recorded_metrics, expected)
 
 
+def breakdown_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The design's per-operator breakdown (``BREAKDOWN_COLUMNS``; empty for a system without a per-GEMM
+    model)."""
+    cfg = config_from_document(doc)
+    return make_system(cfg).breakdown(dict(cfg.system.hw))
+
+
+def breakdown_text(rows: list[dict[str, Any]], fmt: str) -> str:
+    """The rows as CSV (empty fields for what an operator does not have) or JSON (null for those)."""
+    clean = [{k: (None if isinstance(r[k], float) and math.isnan(r[k]) else r[k]) for k in BREAKDOWN_COLUMNS}
+             for r in rows]
+    if fmt == "json":
+        return json.dumps(clean, indent=2) + "\n"
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=BREAKDOWN_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(clean)
+    return buf.getvalue()
+
+
 def report(args: argparse.Namespace, doc: dict[str, Any], metrics: dict[str, float],
            recorded_metrics: dict[str, Any], recorded_obj: dict[str, float]) -> int:
-    print(f"{'metric':<22}{'evaluated':>16}{'recorded':>16}")
+    data = args.breakdown and args.format != "table"
+    out = sys.stderr if data and args.out is None else sys.stdout  # stdout carries the data
+    print(f"{'metric':<22}{'evaluated':>16}{'recorded':>16}", file=out)
     for key, value in metrics.items():
         rec = recorded_metrics.get(key)
         rec = rec if isinstance(rec, int | float) and not isinstance(rec, bool) else float("nan")
-        print(f"{key:<22}{value:>16.6g}{rec:>16.6g}")
+        print(f"{key:<22}{value:>16.6g}{rec:>16.6g}", file=out)
     if args.breakdown:
-        cfg = config_from_document(doc)
-        rows = make_system(cfg).breakdown(dict(cfg.system.hw))
-        if rows:
-            print()
-            print(f"{'op':<26}{'M':>8}{'K':>8}{'N':>8}{'count':>10}{'latency_s':>13}{'energy_j':>13}")
+        rows = breakdown_rows(doc)
+        if not rows:
+            print(f"note: system {doc.get('system', {}).get('name', '?')} has no per-operator model; no breakdown",
+                  file=sys.stderr)
+        elif data:
+            text = breakdown_text(rows, args.format)
+            if args.out is None:
+                sys.stdout.write(text)
+            else:
+                args.out.write_text(text)
+                print(f"wrote {args.out}", file=out)
+        else:
+            print(file=out)
+            head = f"{'op':<26}{'phase':>8}{'M':>8}{'K':>8}{'N':>8}{'count':>8}{'latency_s':>13}{'energy_j':>13}"
+            print(head, file=out)
             for r in rows:
-                print(f"{r['op']:<26}{r['M']:>8.0f}{r['K']:>8.0f}{r['N']:>8.0f}{r['count']:>10.0f}"
-                      f"{r['latency_s']:>13.4g}{r['energy_j']:>13.4g}")
+                print(f"{r['op']:<26}{r['phase']:>8}{r['M']:>8.0f}{r['K']:>8.0f}{r['N']:>8.0f}{r['count']:>8.0f}"
+                      f"{r['latency_s']:>13.4g}{r['energy_j']:>13.4g}", file=out)
     mismatched = [k for k, v in recorded_obj.items() if not _same(v, metrics[k])]
     if mismatched:
         print(f"MISMATCH in objectives {mismatched}", file=sys.stderr)
         return 1
-    print(f"objectives reproduced exactly: {list(recorded_obj)}")
+    print(f"objectives reproduced exactly: {list(recorded_obj)}", file=out)
     return 0
 
 

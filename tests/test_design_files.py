@@ -124,3 +124,44 @@ def test_fuzzed_design_files_only_give_clean_outcomes(design: dict[str, Any], tm
     assert "Traceback" not in err
     if code == 2:
         assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_breakdown_as_data_adds_up_to_the_design(design: dict[str, Any], tmp_path: Path, fmt: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``--breakdown --format csv|json``: one row per GEMM (with its phase) plus the vector work and the leakage;
+    the rows add up to the design's latency and energy; stdout carries only the data (or ``--out`` does)."""
+    import csv
+    import io
+    import json
+    import math
+
+    path = write(tmp_path, design)
+    metrics = evaluate_cli.evaluate_document(design)
+    out = tmp_path / f"breakdown.{fmt}"
+    for extra in ([], ["--out", str(out)]):
+        assert evaluate_cli.main([str(path), "--breakdown", "--format", fmt, *extra]) == 0
+        stdout = capsys.readouterr().out
+        text = out.read_text() if extra else stdout
+        if extra:
+            assert "wrote" in stdout
+        rows = json.loads(text) if fmt == "json" else list(csv.DictReader(io.StringIO(text)))
+        assert list(rows[0]) == list(evaluate_cli.BREAKDOWN_COLUMNS)
+        num = lambda v: float(v) if v not in (None, "") else math.nan  # noqa: E731
+        assert sum(num(r["latency_s"]) for r in rows) == pytest.approx(metrics["latency_s"], rel=1e-9)
+        assert sum(num(r["energy_j"]) for r in rows) == pytest.approx(metrics["energy_j"], rel=1e-9)
+        phases = {r["phase"] for r in rows}
+        assert {"prefill", "decode"} <= phases
+        assert [r["op"] for r in rows][-1] == "leakage"
+        gemms = [r for r in rows if r["kind"] not in ("vector", "leakage")]
+        assert all(num(r["M"]) > 0 and num(r["cycles"]) > 0 for r in gemms)
+
+
+def test_a_knob_with_several_values_is_a_clean_error(design: dict[str, Any], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the fuzz test: a list where a knob's value belongs (``rows: []``) was an IndexError traceback."""
+    for bad in ([], [16, 32]):
+        doc = copy.deepcopy(design)
+        doc["system"]["hw"]["rows"] = bad
+        code, err = run_cli(write(tmp_path, doc), capsys)
+        assert code == 2 and "system.hw.rows: a design holds one value per knob" in err

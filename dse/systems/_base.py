@@ -131,10 +131,27 @@ class System(ABC):
         measurement of these points observed (e.g. selected-token fractions), used where the model can."""
 
     def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
-        """Per-operator rows for one design (for reports); systems may override."""
+        """Per-operator rows for one design (``BREAKDOWN_COLUMNS``; for reports and ``python -m dse.evaluate
+        --breakdown``); systems with a per-GEMM model override it."""
         return []
 
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
         """(QuantSpec, KVSpec or None) of the algorithms this design runs, for the accuracy oracle, or
         None if the system has no accuracy coupling. Knobs shared by hardware and algorithm drive both."""
         return None
+
+
+#: the columns of a per-operator breakdown row (an operator not of the GEMM list leaves M, K, N, count empty)
+BREAKDOWN_COLUMNS = ("op", "kind", "phase", "M", "K", "N", "count", "cycles", "latency_s", "energy_j", "dram_bytes")
+
+
+def per_op_rows(ops: Any, per_op: Any) -> list[dict[str, Any]]:
+    """Breakdown rows of the first design point of a per-GEMM result (``cost_models.accelerator.PerOp``:
+    each entry for all ``count`` executions of the GEMM) over the operator list ``ops``."""
+    from workloads.operators import Phase
+
+    return [{"op": ops.names[i], "kind": ops.kinds[i], "phase": Phase(int(ops.phase[i])).name.lower(),
+             "M": float(ops.M[i]), "K": float(ops.K[i]), "N": float(ops.N[i]), "count": float(ops.count[i]),
+             "cycles": float(per_op.cycles[0, i]), "latency_s": float(per_op.latency_s[0, i]),
+             "energy_j": float(per_op.energy_j[0, i]), "dram_bytes": float(per_op.dram_bytes[0, i])}
+            for i in range(len(ops))]

@@ -10,7 +10,7 @@ import numpy as np
 
 from cost_models import accelerator, systolic
 from dse.config import Bound, Config
-from dse.systems._base import Evaluation, System
+from dse.systems._base import Evaluation, System, per_op_rows
 from workloads import build_operators
 
 
@@ -37,18 +37,12 @@ class SystolicSystem(System):
         return Evaluation(metrics=metrics, invalid=design.invalid_reason())
 
     def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
-        _, per_op = accelerator.evaluate(self.design(point), self.ops, self.tech, per_op=True)
-        assert per_op is not None
-        ops = self.ops
-        return [
-            {
-                "op": ops.names[i], "kind": ops.kinds[i], "M": float(ops.M[i]), "K": float(ops.K[i]),
-                "N": float(ops.N[i]), "count": float(ops.count[i]),
-                "cycles": float(per_op.cycles[0, i]), "latency_s": float(per_op.latency_s[0, i]),
-                "energy_j": float(per_op.energy_j[0, i]), "dram_bytes": float(per_op.dram_bytes[0, i]),
-            }
-            for i in range(len(ops))
-        ]
+        """Every GEMM, then the leakage: the rows add up to the design's latency and energy."""
+        metrics, per_op = accelerator.evaluate(self.design(point), self.ops, self.tech, per_op=True)
+        nan = float("nan")
+        leak = {"op": "leakage", "kind": "leakage", "phase": "all", "M": nan, "K": nan, "N": nan, "count": nan,
+                "cycles": nan, "latency_s": 0.0, "energy_j": float(metrics["energy_leak_j"][0]), "dram_bytes": nan}
+        return [*per_op_rows(self.ops, per_op), leak]
 
 
 SYSTEM = SystolicSystem
