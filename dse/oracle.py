@@ -84,11 +84,16 @@ class AccuracyOracle:
         self.cfg = cfg
         self.cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.text_path = cfg.path("text_path")
+        from workloads.accuracy.text import WHERE, HfText, is_hf
+
+        # the evaluation text: a file (relative paths from the project root) or hf:NAME/CONFIG/SPLIT
+        self.hf_text = HfText.parse(cfg.text_path) if is_hf(cfg.text_path) else None
+        self.text_path = cfg.path("text_path") if self.hf_text is None else None
         self.calib_path = cfg.path("calib_path")
-        if not self.text_path.is_file():
-            raise AccuracySetupError(f"accuracy.text_path: {self.text_path} does not exist (the evaluation text; "
-                                     "relative paths are taken from the project root)")
+        self._text: str | None = None
+        if self.text_path is not None and not self.text_path.is_file():
+            raise AccuracySetupError(f"accuracy.text_path: {self.text_path} does not exist (relative paths are taken "
+                                     f"from the project root); give {WHERE}")
         try:
             self.source = ModelSource.resolve(cfg.model_path)
         except FileNotFoundError as exc:
@@ -110,12 +115,37 @@ class AccuracyOracle:
             dev = pick_device(self.cfg.device)
             self._identity = {
                 "model": str(self.source.path), "model_sha256": self.source.fingerprint(self.cache_dir),
-                "text_sha256": text_sha256(self.text_path),
+                "text_sha256": self.text_sha256(),
                 "calib_sha256": text_sha256(self.calib_path) if self.calib_path.is_file() else None,
                 "windows": self.cfg.windows, "seq_len": self.cfg.seq_len, "calib_windows": self.cfg.calib_windows,
                 "dtype": str(pick_dtype(self.cfg.dtype, dev)), "emulation": emulation_fingerprint(),
             }
         return self._identity
+
+    def text(self) -> str:
+        """The joined evaluation text (read once)."""
+        if self._text is None:
+            from workloads.accuracy.text import read_wikitext
+
+            try:
+                self._text = self.hf_text.read() if self.hf_text is not None else read_wikitext(self.text_path)
+            except FileNotFoundError as exc:
+                raise AccuracySetupError(str(exc)) from None
+        return self._text
+
+    def text_sha256(self) -> str:
+        """The file's sha256, or for the hf: route "hf:" + the sha256 of the joined text (another route to the
+        same text keeps its own keys: the rows came from elsewhere)."""
+        from workloads.accuracy.text import WIKITEXT2_TEST_JOINED_SHA256, text_sha256
+
+        if self.hf_text is None:
+            return text_sha256(self.text_path)
+        digest = hashlib.sha256(self.text().encode()).hexdigest()
+        if self.hf_text.name.rstrip("/").endswith("wikitext") and digest != WIKITEXT2_TEST_JOINED_SHA256:
+            log.warning("accuracy.text_path: hf:%s/%s/%s joins to sha256 %s, not the shared file's %s (another "
+                        "revision of the dataset?)", self.hf_text.name, self.hf_text.config, self.hf_text.split,
+                        digest[:12], WIKITEXT2_TEST_JOINED_SHA256[:12])
+        return f"hf:{digest}"
 
     def key(self, spec: Any, kv: Any = None) -> str:
         quant = dataclasses.asdict(spec)
@@ -165,7 +195,7 @@ class AccuracyOracle:
             import torch
 
             from workloads.accuracy.real_model import load
-            from workloads.accuracy.text import read_wikitext, token_windows
+            from workloads.accuracy.text import token_windows
 
             if self.cfg.threads > 0:
                 torch.set_num_threads(self.cfg.threads)
@@ -175,7 +205,7 @@ class AccuracyOracle:
                 raise AccuracySetupError(f"accuracy.model_path: cannot load {self.source.path}: "
                                          f"{first_line(exc)}") from exc
             bos = lm.tokenizer.bos_token_id if lm.needs_bos else None  # type: ignore[attr-defined]
-            text = read_wikitext(self.text_path)
+            text = self.text()
             windows = token_windows(lm.tokenizer, text, self.cfg.seq_len, self.cfg.windows, bos_id=bos)
             self._loaded = (lm, windows, bos)
         return self._loaded

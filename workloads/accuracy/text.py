@@ -18,16 +18,68 @@ class TextNotFound(FileNotFoundError):
     pass
 
 
+HF_PREFIX = "hf:"
+#: sha256 of the joined text of shared/data's wiki.test.raw under the protocol below: what the Hugging Face
+#: route must give for hf:wikitext/wikitext-2-raw-v1/test (the same rows, the same joining)
+WIKITEXT2_TEST_JOINED_SHA256 = "696cca6b65a171b0a358a4be6732cdfdf2dd6164a32e20fd70e3c13fc4dfae83"
+WHERE = ("a WikiText-2 raw test file (e.g. ../shared/data/wikitext-2/wiki.test.raw), or the Hugging Face route "
+         "hf:wikitext/wikitext-2-raw-v1/test (pip install datasets; downloaded once into its cache)")
+
+
+def join_rows(rows: list[str]) -> str:
+    """The perplexity protocol's text (shared/data/README.md): blank rows become "", rows joined with
+    "\n\n" (each row keeps its own trailing newline, as the raw file's lines and the dataset's rows do)."""
+    return "\n\n".join("" if row.strip() == "" else row for row in rows)
+
+
 def read_wikitext(path: Path, key: str = "accuracy.text_path") -> str:
     if not path.is_file():
-        raise TextNotFound(f"{key}: {path} does not exist (point it at a WikiText-2 file)")
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    rows = ["" if line.strip() == "" else line for line in lines]
-    return "\n\n".join(rows)
+        raise TextNotFound(f"{key}: {path} does not exist; give {WHERE}")
+    return join_rows(path.read_text(encoding="utf-8").splitlines(keepends=True))
 
 
 def text_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class HfText:
+    """``hf:NAME/CONFIG/SPLIT``: the ``text`` column of a Hugging Face dataset split, loaded with
+    ``datasets.load_dataset(NAME, CONFIG, split=SPLIT)`` (NAME: a Hub id, or a local directory in the Hub's
+    layout) and joined exactly as the raw file is."""
+
+    name: str
+    config: str
+    split: str
+
+    @classmethod
+    def parse(cls, ref: str, key: str = "accuracy.text_path") -> HfText:
+        parts = ref[len(HF_PREFIX):].rsplit("/", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"{key}: {ref!r}: expected hf:NAME/CONFIG/SPLIT, e.g. hf:wikitext/wikitext-2-raw-v1/test")
+        return cls(*parts)
+
+    def rows(self, key: str = "accuracy.text_path") -> list[str]:
+        try:
+            import datasets
+        except ImportError as exc:
+            raise TextNotFound(f"{key}: the hf: route needs the datasets package (pip install datasets)") from exc
+        try:
+            split = datasets.load_dataset(self.name, self.config, split=self.split)
+        except Exception as exc:  # offline, unknown name/config/split: datasets raises many kinds
+            raise TextNotFound(f"{key}: cannot load hf:{self.name}/{self.config}/{self.split}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        if "text" not in split.column_names:
+            raise TextNotFound(f"{key}: hf:{self.name}/{self.config}/{self.split} has no 'text' column "
+                               f"(columns: {split.column_names})")
+        return list(split["text"])
+
+    def read(self, key: str = "accuracy.text_path") -> str:
+        return join_rows(self.rows(key))
+
+
+def is_hf(ref: str) -> bool:
+    return ref.startswith(HF_PREFIX)
 
 
 @dataclass(frozen=True)
