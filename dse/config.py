@@ -143,7 +143,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         self.baseline_inputs = {s: {k: q if isinstance(q, Quantity) else Quantity(**q) for k, q in params.items()}
                                 for s, params in self.baseline_inputs.items()}
+        systems = tuple(sorted(p.stem for p in (CONF_DIR / "system").glob("*.yaml")))
         for system, params in self.baseline_inputs.items():
+            _choice(system, "model.baseline_inputs", systems)
             for key, q in params.items():
                 _require(bool(str(q.source).strip()), f"model.baseline_inputs.{system}.{key}.source",
                          "every input needs a source")

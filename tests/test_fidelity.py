@@ -169,3 +169,16 @@ def test_iso_accuracy_ratio_interpolates_log_perplexity() -> None:
     assert iso_accuracy_ratio(grid, 10.0) == 0.1  # never met: the grid's end
     t = (math.log(30.0) - math.log(25.0)) / (math.log(30.0) - math.log(20.0))
     assert iso_accuracy_ratio(grid, 25.0) == pytest.approx(0.05 + t * 0.05)
+
+
+def test_baseline_inputs_name_a_known_system() -> None:
+    from dse.config import ConfigError, ModelConfig
+
+    good = {"olaccel": {"outlier_ratio": {"value": 0.05, "unit": "x", "source": "test"}}}
+    base = dict(name="m", hidden=8, layers=1, heads=1, kv_heads=1, head_dim=8, ffn=8, gated_mlp=False, vocab=8,
+                source="test")
+    assert ModelConfig(**base, baseline_inputs=good).baseline_inputs["olaccel"]["outlier_ratio"].value == 0.05
+    with pytest.raises(ConfigError, match="model.baseline_inputs.*olacel.*olaccel"):
+        ModelConfig(**base, baseline_inputs={"olacel": good["olaccel"]})
+    with pytest.raises(ConfigError, match="source"):
+        ModelConfig(**base, baseline_inputs={"olaccel": {"outlier_ratio": {"value": 0.05, "unit": "x", "source": ""}}})
