@@ -45,6 +45,7 @@ from cost_models.metrics import described, with_derived
 from workloads.shapes import ModelShape
 
 GB = 1e9
+BUDGET_BASES = ("total", "prompt")  # what a budget is a share of: prompt + generated tokens, or the prompt
 STEP_CELLS = 1 << 22  # design points x decode steps per evaluated chunk (32 MiB per float64 temporary)
 
 

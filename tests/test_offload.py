@@ -159,3 +159,8 @@ def test_a_range_must_hold_its_value(make_cfg: Callable[..., Config]) -> None:
         make_cfg(["system=infinigen", "system.mechanism.gather_gbps.range=[1.0,2.0]"])
     with pytest.raises(ConfigError, match="low 5.0 > high 1.0"):
         make_cfg(["system=infinigen", "system.mechanism.host_op_s.range=[5.0,1.0]"])
+
+
+def test_an_unknown_budget_base_is_a_configuration_error(make_cfg: Callable[..., Config]) -> None:
+    with pytest.raises(ConfigError, match=r"system.mechanism.budget_base.*'prompt'"):
+        system(make_cfg, "h2o", "system.mechanism.budget_base.value=tokens")

@@ -26,6 +26,7 @@ class OffloadSystem(System):
         self.prompt, self.gen = cfg.workload.prompt_len, cfg.workload.gen_len
         self.scheme = scheme_from_mechanism(offload.OffloadScheme, cfg.system.mechanism, name=self.name)
         require_choice("system.mechanism.kv_fraction", self.scheme.kv_fraction, offload.KV_SCHEMES, ConfigError)
+        require_choice("system.mechanism.budget_base", self.scheme.budget_base, offload.BUDGET_BASES, ConfigError)
 
     @property
     def knobs(self) -> tuple[str, ...]:
