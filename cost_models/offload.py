@@ -196,12 +196,13 @@ class Context:
         return np.maximum(4 * bb * tokens * self.shape.hidden / col(d.gpu_tflops * 1e12),
                           self.e * bb * tokens / col(d.gpu_mem_bw_gbps * GB))
 
-    def h2d(self, kv_bytes: np.ndarray) -> np.ndarray:
+    def h2d(self, kv_bytes: np.ndarray, pinned: bool = False) -> np.ndarray:
         """Time to move ``kv_bytes`` (per point and step, all on the CPU) to the GPU; with the scheme's
         ``staging_copy`` the host first copies them into pinned memory (read + write at the CPU memory
-        bandwidth), in series with the copy."""
+        bandwidth), in series with the copy, unless they already are there (``pinned``)."""
         moved = kv_bytes * self.col(self.cc)
-        stage = 2 * moved / self.col(self.d.cpu_mem_bw_gbps * GB) if self.scheme.staging_copy else 0.0
+        staged = self.scheme.staging_copy and not pinned
+        stage = 2 * moved / self.col(self.d.cpu_mem_bw_gbps * GB) if staged else 0.0
         return moved / self.col(self.d.pcie_h2d_gbps * GB) + stage
 
 
@@ -301,7 +302,7 @@ class InfiniGenKV(FullKV):
         k = self.selected(c)
         dense = min(s.dense_layers, L)
         full_h2d = c.h2d(c.e * bb * n)  # dense layers: FlexGen's load (staged if the cache is not pinned)
-        sel_h2d = c.e * bb * k * col(c.cc) / col(d.pcie_h2d_gbps * GB)  # from the pinned gather buffer
+        sel_h2d = c.h2d(c.e * bb * k, pinned=True)  # from the pinned buffer the gather wrote
         gather_bw = s.gather_gbps * GB if s.gather_gbps > 0 else col(d.cpu_mem_bw_gbps * GB)
         gather = 2 * c.e * bb * k * col(c.cc) / gather_bw  # read scattered rows + write the pinned buffer
         host = s.select_host_time()  # speculation's count read-back, index copy, gather and copy issue

@@ -85,13 +85,15 @@ class Case:
     cfg: Config
 
 
-def reference_area(tech: dict[str, float] | None = None, hw: dict[str, float] | None = None) -> float:
+def reference_area(tech: dict[str, float] | None = None, hw: dict[str, float] | None = None,
+                   tender_sys: OutlierArraySystem | None = None) -> float:
     """The iso-area budget: the PE array of Tender's published MSA (64 x 64 4-bit PEs with the
     mux/shift extension and an INT32 accumulator, tender.md 7.1) in the comparison's technology
-    (``tech``/``hw``: values replacing the configured ones)."""
-    ref_cfg = compose_config(["system=tender", f"tech={reference()['tech']}"])
-    tender_sys = OutlierArraySystem(ref_cfg)
-    design = tender_model.TenderDesign.from_mapping({**ref_cfg.system.hw, **(hw or {}), "rows": 64, "cols": 64,
+    (``tech``/``hw``: values replacing the configured ones; ``tender_sys``: the comparison's Tender system,
+    composed here when not given)."""
+    if tender_sys is None:
+        tender_sys = OutlierArraySystem(compose_config(["system=tender", f"tech={reference()['tech']}"]))
+    design = tender_model.TenderDesign.from_mapping({**tender_sys.hw, **(hw or {}), "rows": 64, "cols": 64,
                                                      "acc_bits": 32})
     t = dataclasses.replace(tender_sys.tech, **(tech or {}))
     return float(tender_model.array_area_mm2(t, design, tender_sys.scheme)[0])
@@ -129,7 +131,8 @@ def evaluate_rows(cases: list[Case], mechanism: dict[str, dict[str, float]] | No
     """Latency and energy of every case; ``mechanism`` replaces scheme parameters per system name, ``tech``
     technology-table entries and ``hw`` hardware defaults. With ``resize`` (or any ``tech``/``hw``, which may
     change the areas) every design is sized again to the iso-area budget of that technology."""
-    budget = reference_area(tech, hw) if (resize or tech or hw) else None
+    tender_sys = next((c.system for c in cases if c.system.name == "tender"), None)  # no re-composing
+    budget = reference_area(tech, hw, tender_sys) if (resize or tech or hw) else None
     rows = []
     for c in cases:
         scheme = dataclasses.replace(c.system.scheme, **(mechanism or {}).get(c.system.name, {}))
@@ -501,7 +504,7 @@ def sensitivity_main(study: str, out: Path) -> int:
     tornado(rows, out / f"sensitivity_{study}.png", title)
     print(f"{study}: {len(params)} parameters with stated ranges, each at its low and high end, one at a time "
           "(nothing refitted)")
-    print(f"ranking at the configured values: {ranking(headlines())}")
+    print(f"ranking at the configured values: {ranking({r['headline']: r['nominal_ratio'] for r in rows})}")
     for line in summary(rows):
         print(line)
     print(f"wrote {out / f'sensitivity_{study}.csv'} and {out / f'sensitivity_{study}.png'}")

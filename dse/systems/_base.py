@@ -145,6 +145,13 @@ class System(ABC):
 BREAKDOWN_COLUMNS = ("op", "kind", "phase", "M", "K", "N", "count", "cycles", "latency_s", "energy_j", "dram_bytes")
 
 
+def other_row(op: str, kind: str, phase: str, latency_s: float, energy_j: float) -> dict[str, Any]:
+    """A breakdown row of work outside the GEMM list (vector work, leakage): no shape, cycles or DRAM bytes."""
+    nan = float("nan")
+    return {"op": op, "kind": kind, "phase": phase, "M": nan, "K": nan, "N": nan, "count": nan, "cycles": nan,
+            "latency_s": latency_s, "energy_j": energy_j, "dram_bytes": nan}
+
+
 def per_op_rows(ops: Any, per_op: Any) -> list[dict[str, Any]]:
     """Breakdown rows of the first design point of a per-GEMM result (``cost_models.accelerator.PerOp``:
     each entry for all ``count`` executions of the GEMM) over the operator list ``ops``."""

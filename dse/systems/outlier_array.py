@@ -12,7 +12,7 @@ import numpy as np
 
 from cost_models import tender
 from dse.config import Bound, Config
-from dse.systems._base import Evaluation, System, per_op_rows, scheme_from_mechanism
+from dse.systems._base import Evaluation, System, other_row, per_op_rows, scheme_from_mechanism
 from workloads import build_operators
 from workloads.accuracy.specs import KVSpec, QuantSpec
 
@@ -55,14 +55,10 @@ class OutlierArraySystem(System):
         """Every GEMM, then the non-GEMM vector work of each phase (norms, softmax, activations on the VPU) and
         the leakage: the rows add up to the design's latency and energy."""
         b = tender.breakdown(self.design(point), self.ops, self.tech, self.scheme)
-        rows = per_op_rows(self.ops, b.per_op)
-        empty = dict.fromkeys(("M", "K", "N", "count", "cycles", "dram_bytes"), float("nan"))
-        for i, phase in enumerate(("prefill", "decode")):
-            rows.append({"op": f"vector ({phase})", "kind": "vector", "phase": phase, **empty,
-                         "latency_s": float(b.vector_latency_s[0, i]), "energy_j": float(b.vector_energy_j[0, i])})
-        rows.append({"op": "leakage", "kind": "leakage", "phase": "all", **empty, "latency_s": 0.0,
-                     "energy_j": float(b.leakage_j[0])})
-        return rows
+        vector = [other_row(f"vector ({phase})", "vector", phase, float(b.vector_latency_s[0, i]),
+                            float(b.vector_energy_j[0, i])) for i, phase in enumerate(("prefill", "decode"))]
+        return [*per_op_rows(self.ops, b.per_op), *vector, other_row("leakage", "leakage", "all", 0.0,
+                                                                      float(b.leakage_j[0]))]
 
     def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
         design = self.design(points)

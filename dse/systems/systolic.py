@@ -10,7 +10,7 @@ import numpy as np
 
 from cost_models import accelerator, systolic
 from dse.config import Bound, Config
-from dse.systems._base import Evaluation, System, per_op_rows
+from dse.systems._base import Evaluation, System, other_row, per_op_rows
 from workloads import build_operators
 
 
@@ -39,9 +39,7 @@ class SystolicSystem(System):
     def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
         """Every GEMM, then the leakage: the rows add up to the design's latency and energy."""
         metrics, per_op = accelerator.evaluate(self.design(point), self.ops, self.tech, per_op=True)
-        nan = float("nan")
-        leak = {"op": "leakage", "kind": "leakage", "phase": "all", "M": nan, "K": nan, "N": nan, "count": nan,
-                "cycles": nan, "latency_s": 0.0, "energy_j": float(metrics["energy_leak_j"][0]), "dram_bytes": nan}
+        leak = other_row("leakage", "leakage", "all", 0.0, float(metrics["energy_leak_j"][0]))
         return [*per_op_rows(self.ops, per_op), leak]
 
 
