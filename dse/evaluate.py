@@ -26,12 +26,17 @@ from dse.config import ConfigError, first_line
 from dse.coupling import problem_for
 from dse.export import DesignFileError, config_from_document, load_design
 from dse.systems import make_system
-from dse.systems._base import BREAKDOWN_COLUMNS
+from dse.systems._base import BREAKDOWN_COLUMNS, System
 
 
 def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
     """Cost-model metrics of the design, plus measured accuracy when the search was coupled
     (through the oracle's cache: the same key as the search, so normally no new measurement)."""
+    return _evaluated(doc)[2]
+
+
+def _evaluated(doc: dict[str, Any]) -> tuple[System, dict[str, Any], dict[str, float]]:
+    """(the system, the design point, its metrics) of a design document."""
     cfg = config_from_document(doc)
     for key, value in cfg.system.hw.items():  # a design is one point: every knob one value
         if isinstance(value, list | tuple | dict):
@@ -48,7 +53,7 @@ def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
     extra = problem.extra(point)
     metrics = {k: float(v[0]) for k, v in system.evaluate(point, extra).metrics.items()}
     metrics.update({k: float(np.asarray(v).reshape(-1)[0]) for k, v in extra.items() if np.size(v) == 1})
-    return metrics
+    return system, point, metrics
 
 
 def _same(a: float, b: float) -> bool:
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         doc = load_design(args.design)
-        metrics = evaluate_document(doc)
+        system, point, metrics = _evaluated(doc)
         recorded = doc.get("recorded") or {}
         recorded_metrics = recorded.get("metrics") or {} if isinstance(recorded, dict) else {}
         recorded_obj = recorded.get("objectives") or {} if isinstance(recorded, dict) else {}
@@ -81,14 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {args.design}: {exc}", file=sys.stderr)
         return 2
-    return report(args, doc, metrics, recorded_metrics, expected)
-
-
-def breakdown_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The design's per-operator breakdown (``BREAKDOWN_COLUMNS``; empty for a system without a per-GEMM
-    model)."""
-    cfg = config_from_document(doc)
-    return make_system(cfg).breakdown(dict(cfg.system.hw))
+    rows = system.breakdown(point) if args.breakdown else []
+    return report(args, system.name, rows, metrics, recorded_metrics, expected)
 
 
 def breakdown_text(rows: list[dict[str, Any]], fmt: str) -> str:
@@ -104,8 +103,10 @@ def breakdown_text(rows: list[dict[str, Any]], fmt: str) -> str:
     return buf.getvalue()
 
 
-def report(args: argparse.Namespace, doc: dict[str, Any], metrics: dict[str, float],
+def report(args: argparse.Namespace, name: str, rows: list[dict[str, Any]], metrics: dict[str, float],
            recorded_metrics: dict[str, Any], recorded_obj: dict[str, float]) -> int:
+    """The metric comparison and, with ``--breakdown``, the per-operator ``rows`` (``BREAKDOWN_COLUMNS``;
+    empty for a system without a per-GEMM model)."""
     data = args.breakdown and args.format != "table"
     out = sys.stderr if data and args.out is None else sys.stdout  # stdout carries the data
     print(f"{'metric':<22}{'evaluated':>16}{'recorded':>16}", file=out)
@@ -114,10 +115,8 @@ def report(args: argparse.Namespace, doc: dict[str, Any], metrics: dict[str, flo
         rec = rec if isinstance(rec, int | float) and not isinstance(rec, bool) else float("nan")
         print(f"{key:<22}{value:>16.6g}{rec:>16.6g}", file=out)
     if args.breakdown:
-        rows = breakdown_rows(doc)
         if not rows:
-            print(f"note: system {doc.get('system', {}).get('name', '?')} has no per-operator model; no breakdown",
-                  file=sys.stderr)
+            print(f"note: system {name} has no per-operator model; no breakdown", file=sys.stderr)
         elif data:
             text = breakdown_text(rows, args.format)
             if args.out is None:
