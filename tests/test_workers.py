@@ -68,11 +68,19 @@ def alive(pid: int) -> bool:
     return True
 
 
+def created_study(storage: Any) -> optuna.Study | None:
+    """The search's study, or None while the parent has not yet written it (a journal file exists before
+    its first record)."""
+    try:
+        return optuna.load_study(study_name="tide", storage=storage)
+    except KeyError:
+        return None
+
+
 def running_worker(storage: Any, excluded: set[int]) -> str | None:
     """A worker that is evaluating a trial right now (not one of ``excluded``)."""
-    try:
-        study = optuna.load_study(study_name="tide", storage=storage)
-    except KeyError:  # not created yet
+    study = created_study(storage)
+    if study is None:
         return None
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = str(t.user_attrs.get("worker", ""))
@@ -397,10 +405,10 @@ def test_when_every_worker_dies_the_parent_says_the_study_is_incomplete(tmp_path
     journal = tmp_path / "run" / "study.journal"
     try:
         def two_workers() -> set[int] | None:
-            if not journal.exists():
+            study = created_study(JournalStorage(JournalFileBackend(
+                str(journal), lock_obj=FlockJournalLock(str(journal))))) if journal.exists() else None
+            if study is None:
                 return None
-            study = optuna.load_study(study_name="tide", storage=JournalStorage(JournalFileBackend(
-                str(journal), lock_obj=FlockJournalLock(str(journal)))))
             pids = {pid_of(str(t.user_attrs["worker"])) for t in study.get_trials(deepcopy=False)
                     if "worker" in t.user_attrs}
             return pids if len(pids) == 2 else None
