@@ -24,9 +24,21 @@ from dse.workers import run_workers
 log = logging.getLogger(__name__)
 
 
+def write_run_report(run_dir: Path) -> None:
+    """report.html of this run. A report that cannot be built is logged, not raised: the search's results are
+    written and stay usable."""
+    from dse.report.html import write_report
+    from dse.report.runs import ReportError
+
+    try:
+        write_report([run_dir], run_dir / "report.html")
+    except (ReportError, OSError, ValueError) as exc:
+        log.warning("report.html not written: %s (python -m dse.report %s --debug shows why)", exc, run_dir)
+
+
 def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
-    """Validate, search, and write trials.csv, pareto.csv, pareto.png, hypervolume.png, designs/ and
-    summary.json."""
+    """Validate, search, and write trials.csv, pareto.csv, pareto.png, hypervolume.png, designs/,
+    summary.json and report.html."""
     from dse.exhaustive import check_enumerable
 
     cfg = to_config(raw)
@@ -104,6 +116,8 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
         "tide_version": __version__,
     })
     write_summary(summary, run_dir)
+    if cfg.output.report:
+        write_run_report(run_dir)
     log.info("%d trials (%d feasible, %d failed), Pareto set %d, hypervolume %.4f -> %s", summary["n_trials"],
              summary["n_feasible"], summary["n_failed"], summary["pareto_size"], summary["hypervolume"], run_dir)
     return summary

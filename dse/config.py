@@ -526,6 +526,7 @@ class OutputConfig:
     plot_formats: List[str] = field(default_factory=lambda: ["png"])
     export_designs: bool = True
     max_exported_designs: int = 200
+    report: bool = True  # report.html: the interactive report (python -m dse.report RUN_DIR)
 
     def __post_init__(self) -> None:
         for fmt in self.plot_formats:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dse.config import ConfigError, first_line
+from dse.config import Config, ConfigError, first_line
 from dse.coupling import problem_for
 from dse.export import DesignFileError, config_from_document, load_design
 from dse.systems import make_system
@@ -35,8 +35,9 @@ def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
     return _evaluated(doc)[2]
 
 
-def _evaluated(doc: dict[str, Any]) -> tuple[System, dict[str, Any], dict[str, float]]:
-    """(the system, the design point, its metrics) of a design document."""
+def design_system(doc: dict[str, Any]) -> tuple[Config, System, dict[str, Any]]:
+    """(its configuration, the system, the design point) of a design document: a :class:`DesignFileError`
+    for a design that cannot be built or is invalid."""
     cfg = config_from_document(doc)
     for key, value in cfg.system.hw.items():  # a design is one point: every knob one value
         if isinstance(value, list | tuple | dict):
@@ -49,6 +50,19 @@ def _evaluated(doc: dict[str, Any]) -> tuple[System, dict[str, Any], dict[str, f
         raise DesignFileError(first_line(exc)) from exc
     if invalid:
         raise DesignFileError(f"system.hw: the design is invalid: {invalid}")
+    return cfg, system, point
+
+
+def design_breakdown(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-operator rows (``BREAKDOWN_COLUMNS``) of a design document; empty for a system without a
+    per-GEMM model. No accuracy is measured."""
+    _, system, point = design_system(doc)
+    return system.breakdown(point)
+
+
+def _evaluated(doc: dict[str, Any]) -> tuple[System, dict[str, Any], dict[str, float]]:
+    """(the system, the design point, its metrics) of a design document."""
+    cfg, system, point = design_system(doc)
     problem, _ = problem_for(cfg, system)
     extra = problem.extra(point)
     metrics = {k: float(v[0]) for k, v in system.evaluate(point, extra).metrics.items()}

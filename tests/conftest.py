@@ -25,6 +25,8 @@ def compose_raw(overrides: list[str] | None = None) -> DictConfig:
         overrides = ["model=smollm2_135m", *overrides]
     if not any(o.startswith("accuracy.") for o in overrides):
         overrides = ["accuracy.objective=none", "accuracy.max_ppl_increase=null", *overrides]
+    if not any(o.startswith("output.report=") for o in overrides):  # report.html: tests/test_report*.py
+        overrides = ["output.report=false", *overrides]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     OmegaConf.set_struct(cfg, False)

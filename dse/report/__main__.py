@@ -1,0 +1,41 @@
+"""``python -m dse.report RUN_DIR [RUN_DIR ...] --out report.html``: the interactive HTML report of one or more
+finished searches (one self-contained file: it opens offline in any browser).
+
+Exit status: 0 written; 2 bad input (a directory that is not a finished run, an older format, runs that share
+no objective, an unknown trial): one line on stderr naming it (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dse.report.runs import ReportError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dse.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (each holds trials.csv and summary.json)")
+    parser.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file to write")
+    parser.add_argument("--label", action="append", help="a name for each run, in order (default: system / model "
+                        "/ tech / sampler from its summary.json)")
+    parser.add_argument("--design", type=int, help="break down this trial of the first run instead of the knee")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    args = parser.parse_args(argv)
+    from dse.report.html import write_report  # plotly after the command line is parsed
+
+    try:
+        path = write_report(args.runs, args.out, labels=args.label, design=args.design)
+    except (ReportError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
