@@ -100,6 +100,10 @@ class PerOp:
     latency_s: np.ndarray
     energy_j: np.ndarray
     dram_bytes: np.ndarray
+    #: the part of ``cycles`` beyond SCALE-Sim's stall-free count of the same tiles (K-split refills and
+    #: drains, Tender's rescale bubbles, OLAccel's outlier stalls): ``cycles - extra_cycles`` is what SCALE-Sim
+    #: 3 reports for the GEMM in CALC mode (scripts/crosscheck_scalesim.py)
+    extra_cycles: np.ndarray
 
 
 def _evaluate_chunk(d: SystolicDesign, ops: GemmOps, tech: Tech, df: int) -> tuple[dict[str, np.ndarray], PerOp]:
@@ -120,7 +124,8 @@ def _evaluate_chunk(d: SystolicDesign, ops: GemmOps, tech: Tech, df: int) -> tup
     # SCALE-Sim's cycles, plus one more fill/drain per tile for every extra K slice of a K-split tiling
     # (whose partial sums accumulate in the output buffer: one more write and read per slice).
     n_folds = systolic.folds(M, K, N, R, C, df)
-    cycles = systolic.gemm_cycles(M, K, N, R, C, df) + n_folds * (dram.k_slices - 1) * (R + C - 2)
+    extra = n_folds * (dram.k_slices - 1) * (R + C - 2)
+    cycles = systolic.gemm_cycles(M, K, N, R, C, df) + extra
     psum_rmw = M * N * (dram.k_slices - 1)
     lat = systolic.bandwidth_bound_seconds(cycles, col(d.clock_ghz) * 1e9, dram.total, col(d.dram_bw_gbps) * 1e9)
 
@@ -170,7 +175,8 @@ def _evaluate_chunk(d: SystolicDesign, ops: GemmOps, tech: Tech, df: int) -> tup
         "utilization": (macs * cnt).sum(axis=1) / (d.rows * d.cols * total_cycles),
         "acc_headroom_bits": d.acc_bits - (2 * d.bits + np.ceil(np.log2(k_max))),
     }, gen_tokens)
-    per_op = PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=e_dyn, dram_bytes=dram.total * cnt)
+    per_op = PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=e_dyn, dram_bytes=dram.total * cnt,
+                   extra_cycles=extra * cnt)
     return metrics, per_op
 
 

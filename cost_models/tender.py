@@ -161,7 +161,7 @@ def pe_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
     return base + gang + extra
 
 
-def _edge_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
+def edge_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
     """Logic on the array edges: ANT/OliVe decoders, OLAccel outlier MAC units, and where the mapper may
     split K, the output buffer's accumulate path (mm^2 x 1e6)."""
     edge = (d.rows + d.cols) * tech.int_add_area_um2(np.full_like(d.rows, scheme.decoder_bits_per_pe_edge))
@@ -200,7 +200,30 @@ def iso_area_side(tech: Tech, design: TenderDesign, scheme: Scheme, budget_mm2: 
 
 def array_area_mm2(tech: Tech, design: TenderDesign, scheme: Scheme) -> np.ndarray:
     """PE array plus its edge logic."""
-    return (design.rows * design.cols * pe_area_um2(tech, design, scheme) + _edge_area_um2(tech, design, scheme)) / 1e6
+    return (design.rows * design.cols * pe_area_um2(tech, design, scheme) + edge_area_um2(tech, design, scheme)) / 1e6
+
+
+def op_widths(d: TenderDesign, ops: GemmOps, scheme: Scheme) -> tuple[np.ndarray, np.ndarray]:
+    """Per design point and GEMM ([P, O]): the operand width it runs at, and whether its activation is
+    decomposed into channel groups. Attention matmuls that are not decomposed (``quantize_attention`` off)
+    run at INT8 with one group."""
+    attention = np.array([k.startswith("attn") for k in ops.kinds])[None, :]
+    quant_attn = d.quantize_attention[:, None] > 0
+    decomposed_op = scheme.decomposed & (~attention | quant_attn)
+    return np.where(attention & ~quant_attn, 8.0, d.bits[:, None]), decomposed_op
+
+
+def array_seen(b: np.ndarray, d: TenderDesign) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the array that b-bit operands see: R/2 x C/2 for INT8 on ganged 4-bit PEs."""
+    gang = (b == 8) & (d.int8_pe[:, None] == 0)
+    R, C = d.rows[:, None], d.cols[:, None]
+    return np.where(gang, R / 2, R), np.where(gang, C / 2, C)
+
+
+def chunk_pieces(M: int, chunk: int) -> list[int]:
+    """The row counts a decomposed GEMM's M splits into: output tiles may not straddle a chunk."""
+    full, rest = divmod(M, chunk)
+    return [chunk] * full + ([rest] if rest else [])
 
 
 def _chunk_row_folds(M: np.ndarray, chunk: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -230,10 +253,8 @@ def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[d
     col = lambda a: a[:, None]  # noqa: E731
     M, K, N, cnt = ops.M[None, :], ops.K[None, :], ops.N[None, :], ops.count[None, :]
     attention = np.array([k.startswith("attn") for k in ops.kinds])[None, :]
-    bits, R, C = col(d.bits), col(d.rows), col(d.cols)
-    decomposed_op = scheme.decomposed & (~attention | (col(d.quantize_attention) > 0))
-    # Attention matmuls that are not decomposed run at INT8 with one group.
-    op_bits = np.where(attention & ~(col(d.quantize_attention) > 0), 8.0, bits)
+    R, C = col(d.rows), col(d.cols)
+    op_bits, decomposed_op = op_widths(d, ops, scheme)
     groups = np.where(decomposed_op, col(np.where(d.g_eff > 0, d.g_eff, d.groups)), 1.0)
 
     spad = col(d.scratchpad_kib) * KIB
@@ -245,8 +266,7 @@ def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[d
         sums accumulated in the output buffer, scratchpad A and B reads in elements, index-buffer reads
         in bytes, A and B elements fetched from HBM) of each GEMM with operands of b bits, on the array
         that width sees (R/2 x C/2 tiles for ganged INT8)."""
-        gang = (b == 8) & (col(d.int8_pe) == 0)
-        Re, Ce = np.where(gang, R / 2, R), np.where(gang, C / 2, C)
+        Re, Ce = array_seen(b, d)
         row_folds = np.where(decomposed_op, _chunk_row_folds(M, col(d.chunk), Re), np.ceil(M / Re))
         col_folds = np.ceil(N / Ce)
         folds = row_folds * col_folds
@@ -266,14 +286,17 @@ def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[d
         fold_cycles = traffic.k_slices * (Re + Ce - 2) + K
         # The index buffer supplies one channel address per reduction step of every fold.
         idx_reads = np.where(decomposed_op, folds * K * idx_bits / 8, 0.0)
+        # SCALE-Sim's stall-free count of the same folds (os: R + C + K - 2 per fold, minus one)
+        stall_free = folds * (Re + Ce + K - 2) - 1
         return (folds * fold_cycles + bubbles - 1, bubbles, bubbles * Re * Ce, traffic.total,
                 traffic.a_bytes + traffic.b_bytes, M * N * (traffic.k_slices - 1), sram.a_reads, sram.b_reads,
-                idx_reads, traffic.a_bytes / (b / 8), traffic.b_bytes / (b / 8))
+                idx_reads, traffic.a_bytes / (b / 8), traffic.b_bytes / (b / 8), stall_free)
 
     share8 = np.where(op_bits == 4, scheme.int8_share, 0.0)  # fallback only matters for INT4 designs
     main = at_width(op_bits)
     mixed = at_width(np.full_like(op_bits, 8.0)) if scheme.int8_share > 0 else main
-    busy, bubbles, shifts, hbm_ops, fills, psum_accs, a_reads, b_reads, idx_reads, a_fetched, b_fetched = (
+    busy, bubbles, shifts, hbm_ops, fills, psum_accs, a_reads, b_reads, idx_reads, a_fetched, b_fetched, \
+        stall_free = (
         (1 - share8) * a + share8 * b for a, b in zip(main, mixed, strict=True))
     spad_reads = a_reads + b_reads
     # OLAccel: the array advances in lock-step, so a cycle in which any of the R' rows receives an
@@ -370,7 +393,7 @@ def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[d
     k_max = float(ops.K[~attention[0]].max())
     breakdown = Breakdown(
         per_op=PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=(e_array + e_sram + e_dram + e_vpu) * cnt * 1e-12,
-                     dram_bytes=hbm * cnt),
+                     dram_bytes=hbm * cnt, extra_cycles=(cycles - stall_free) * cnt),
         vector_latency_s=vec_time, vector_energy_j=e_vec * 1e-12, leakage_j=e_leak)
     metrics = with_derived({
         "latency_s": latency,

@@ -1,4 +1,5 @@
-"""Exported designs: one reloadable YAML per Pareto design (plus SCALE-Sim inputs for array systems).
+"""Exported designs: one reloadable YAML per Pareto design (plus Timeloop/Accelergy and SCALE-Sim inputs for
+array systems).
 
 A design file holds everything needed to re-evaluate it: the complete hardware configuration, the
 model shape, the workload, the whole technology table with sources, the objectives, and the metric
@@ -7,7 +8,7 @@ values recorded by the search (``python -m dse.evaluate FILE`` recomputes and co
 
 from __future__ import annotations
 
-import configparser
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -55,40 +56,19 @@ def design_document(cfg: Config, problem: Problem, trial: optuna.trial.FrozenTri
     }
 
 
-def scalesim_files(doc: dict[str, Any], system: System, stem: Path) -> list[Path]:
-    """SCALE-Sim 3 config (.cfg) and GEMM topology (.csv) for designs with an R x C array."""
-    hw = doc["system"]["hw"]
-    if not {"rows", "cols", "dataflow", "a_buf_kib", "b_buf_kib", "c_buf_kib"} <= set(hw):
+def hardware_files(system: System, hw_point: dict[str, Any], folder: Path) -> list[Path]:
+    """For a design with a PE array, in ``folder``: the Timeloop/Accelergy v0.4 input (``timeloop.yaml``:
+    architecture, ERT, ART) and the SCALE-Sim 3 inputs of each array view (dse/hardware.py); nothing (and no
+    folder) for other systems."""
+    from dse.hardware import scalesim_files, timeloop_text
+
+    hw = system.hardware(dict(hw_point))
+    if hw is None:
         return []
-    cp = configparser.ConfigParser()
-    cp.optionxform = str  # keep SCALE-Sim's key case
-    cp["general"] = {"run_name": stem.name}
-    cp["architecture_presets"] = {
-        "ArrayHeight": str(hw["rows"]), "ArrayWidth": str(hw["cols"]),
-        "IfmapSramSzkB": str(hw["a_buf_kib"]), "FilterSramSzkB": str(hw["b_buf_kib"]),
-        "OfmapSramSzkB": str(hw["c_buf_kib"]), "IfmapOffset": "0", "FilterOffset": "10000000",
-        "OfmapOffset": "20000000", "Bandwidth": "10", "Dataflow": str(hw["dataflow"]), "MemoryBanks": "1",
-        "ReadRequestBuffer": "32", "WriteRequestBuffer": "32",
-    }
-    cp["layout"] = {f"{p}{k}": v for p in ("Ifmap", "Filter") for k, v in
-                    (("CustomLayout", "False"), ("SRAMBankBandwidth", "10"), ("SRAMBankNum", "10"),
-                     ("SRAMBankPort", "2"))}
-    cp["sparsity"] = {"SparsitySupport": "false", "SparseRep": "ellpack_block", "OptimizedMapping": "false",
-                      "BlockSize": "8", "RandomNumberGeneratorSeed": "40"}
-    cp["run_presets"] = {"InterfaceBandwidth": "CALC", "UseRamulatorTrace": "False"}
-    cfg_path = stem.with_suffix(".scalesim.cfg")
-    with cfg_path.open("w") as fh:
-        cp.write(fh)
-    ops = getattr(system, "ops", None)
-    paths = [cfg_path]
-    if ops is not None:
-        lines = ["Layer,M,N,K,"]
-        for name, m, k, n in zip(ops.names, ops.M, ops.K, ops.N, strict=True):
-            lines.append(f"{name},{round(m)},{round(n)},{round(k)},")  # SCALE-Sim order: M, N, K
-        topo = stem.with_suffix(".topology.csv")
-        topo.write_text("\n".join(lines) + "\n")
-        paths.append(topo)
-    return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    timeloop = folder / "timeloop.yaml"
+    timeloop.write_text(timeloop_text(hw))
+    return [timeloop, *scalesim_files(hw, folder)]
 
 
 def export_designs(cfg: Config, system: System, problem: Problem, table: StudyTable, run_dir: Path,
@@ -100,6 +80,8 @@ def export_designs(cfg: Config, system: System, problem: Problem, table: StudyTa
     for old in out.iterdir():  # designs/ holds the current Pareto set only: earlier exports go
         if old.is_file():
             old.unlink()
+        elif old.is_dir() and old.name.startswith(f"{cfg.system.name}_trial"):
+            shutil.rmtree(old)
     written = []
     for trial in sorted(table.pareto, key=lambda t: t.number)[:limit]:
         doc = design_document(cfg, problem, trial, run_dir)
@@ -108,7 +90,7 @@ def export_designs(cfg: Config, system: System, problem: Problem, table: StudyTa
         path = stem.with_suffix(".yaml")
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         written.append(path)
-        scalesim_files(doc, system, stem)
+        hardware_files(system, doc["system"]["hw"], stem)  # designs/<stem>/: the next tools' inputs
     return written
 
 

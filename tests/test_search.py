@@ -19,6 +19,7 @@ import yaml
 from dse import evaluate as evaluate_cli
 from dse.app import run_search
 from dse.config import CONF_DIR, Config, ConfigError
+from dse.hardware import layer_name
 from dse.objectives import assess, merged_constraints
 from dse.pareto import non_dominated
 from dse.report import study_table
@@ -207,17 +208,23 @@ def check_scalesim_files(design: Path, system: SystolicSystem) -> None:
     hw = yaml.safe_load(design.read_text())["system"]["hw"]
     cp = configparser.ConfigParser()
     cp.optionxform = str  # type: ignore[assignment,method-assign]
-    cp.read(design.with_suffix(".scalesim.cfg"))
+    tools = design.with_suffix("")  # designs/<stem>/: the next tools' inputs
+    cp.read(tools / "array.scalesim.cfg")
     arch = cp["architecture_presets"]
     assert (int(arch["ArrayHeight"]), int(arch["ArrayWidth"])) == (hw["rows"], hw["cols"])
     assert (int(arch["IfmapSramSzkB"]), int(arch["FilterSramSzkB"]), int(arch["OfmapSramSzkB"])) == (
         hw["a_buf_kib"], hw["b_buf_kib"], hw["c_buf_kib"])
     assert arch["Dataflow"] == hw["dataflow"]
-    with design.with_suffix(".topology.csv").open() as fh:
+    # the design's DRAM bandwidth in operand words per cycle, not a constant
+    assert int(arch["Bandwidth"]) == max(1, int(hw["dram_bw_gbps"] / hw["clock_ghz"] / (hw["bits"] / 8)))
+    with (tools / "array.topology.csv").open() as fh:
         rows = list(csv.reader(fh))
     assert rows[0][:4] == ["Layer", "M", "N", "K"]
     ops = system.ops
-    assert [r[0] for r in rows[1:]] == list(ops.names)
+    assert [r[0] for r in rows[1:]] == [layer_name(n) for n in ops.names]
+    with (tools / "array.layout.csv").open() as fh:  # SCALE-Sim 3.0.0 always opens one
+        layout = list(csv.reader(fh))
+    assert [r[0] for r in layout[1:]] == [r[0] for r in rows[1:]] and len(layout[0]) == 22
     for r, m, n, k in zip(rows[1:], ops.M, ops.N, ops.K, strict=True):
         assert (int(r[1]), int(r[2]), int(r[3])) == (round(m), round(n), round(k))
 

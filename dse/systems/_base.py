@@ -13,6 +13,7 @@ import numpy as np
 
 from cost_models.design import DesignPoints
 from dse.config import Bound, Config, ConfigError, Quantity
+from dse.hardware import Hardware
 from workloads.accuracy.specs import KVSpec, QuantSpec
 
 S = TypeVar("S")
@@ -103,6 +104,7 @@ class System(ABC):
         self.name = cfg.system.name
         self.kv_method = cfg.system.kv_method
         self.hw = dict(cfg.system.hw)
+        self.tech_name = cfg.tech.name
         self.catalogs = {n: Catalog.from_config(n, k) for n, k in cfg.system.catalog.items()}
 
     def complete(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,6 +137,11 @@ class System(ABC):
         --breakdown``); systems with a per-GEMM model override it."""
         return []
 
+    def hardware(self, point: dict[str, Any]) -> Hardware | None:
+        """One design's hardware as data (dse/hardware.py: Timeloop/Accelergy and SCALE-Sim exports), or None
+        for a system without a PE array."""
+        return None
+
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
         """(QuantSpec, KVSpec or None) of the algorithms this design runs, for the accuracy oracle, or
         None if the system has no accuracy coupling. Knobs shared by hardware and algorithm drive both."""
@@ -142,14 +149,17 @@ class System(ABC):
 
 
 #: the columns of a per-operator breakdown row (an operator not of the GEMM list leaves M, K, N, count empty)
-BREAKDOWN_COLUMNS = ("op", "kind", "phase", "M", "K", "N", "count", "cycles", "latency_s", "energy_j", "dram_bytes")
+#: (``extra_cycles``: the part of ``cycles`` beyond SCALE-Sim's stall-free count: K-split refills, rescale bubbles,
+#: outlier stalls)
+BREAKDOWN_COLUMNS = ("op", "kind", "phase", "M", "K", "N", "count", "cycles", "extra_cycles", "latency_s",
+                     "energy_j", "dram_bytes")
 
 
 def other_row(op: str, kind: str, phase: str, latency_s: float, energy_j: float) -> dict[str, Any]:
     """A breakdown row of work outside the GEMM list (vector work, leakage): no shape, cycles or DRAM bytes."""
     nan = float("nan")
     return {"op": op, "kind": kind, "phase": phase, "M": nan, "K": nan, "N": nan, "count": nan, "cycles": nan,
-            "latency_s": latency_s, "energy_j": energy_j, "dram_bytes": nan}
+            "extra_cycles": nan, "latency_s": latency_s, "energy_j": energy_j, "dram_bytes": nan}
 
 
 def per_op_rows(ops: Any, per_op: Any) -> list[dict[str, Any]]:
@@ -159,6 +169,7 @@ def per_op_rows(ops: Any, per_op: Any) -> list[dict[str, Any]]:
 
     return [{"op": ops.names[i], "kind": ops.kinds[i], "phase": Phase(int(ops.phase[i])).name.lower(),
              "M": float(ops.M[i]), "K": float(ops.K[i]), "N": float(ops.N[i]), "count": float(ops.count[i]),
-             "cycles": float(per_op.cycles[0, i]), "latency_s": float(per_op.latency_s[0, i]),
+             "cycles": float(per_op.cycles[0, i]), "extra_cycles": float(per_op.extra_cycles[0, i]),
+             "latency_s": float(per_op.latency_s[0, i]),
              "energy_j": float(per_op.energy_j[0, i]), "dram_bytes": float(per_op.dram_bytes[0, i])}
             for i in range(len(ops))]

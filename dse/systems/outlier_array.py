@@ -12,6 +12,17 @@ import numpy as np
 
 from cost_models import tender
 from dse.config import Bound, Config
+from dse.hardware import (
+    ArrayView,
+    Hardware,
+    Layer,
+    Unit,
+    dram_unit,
+    layer_name,
+    periphery_unit,
+    sram_unit,
+    words_per_cycle,
+)
 from dse.systems._base import Evaluation, System, other_row, per_op_rows, scheme_from_mechanism
 from workloads import build_operators
 from workloads.accuracy.specs import KVSpec, QuantSpec
@@ -59,6 +70,78 @@ class OutlierArraySystem(System):
                             float(b.vector_energy_j[0, i])) for i, phase in enumerate(("prefill", "decode"))]
         return [*per_op_rows(self.ops, b.per_op), *vector, other_row("leakage", "leakage", "all", 0.0,
                                                                       float(b.leakage_j[0]))]
+
+    def hardware(self, point: dict[str, Any]) -> Hardware:
+        """HBM, the scratchpad (two halves: activations, weights), index buffer, output buffer, vector unit and
+        edge logic; per PE its pipeline registers, accumulator and MAC (4-bit, or 8-bit native), with the
+        energies and areas the cost model charges (cost_models/tender.py). The GEMMs as SCALE-Sim layers on the
+        array each one sees: R x C at 4 bits, R/2 x C/2 for INT8 on ganged PEs; a decomposed GEMM's rows split
+        at chunk boundaries (output tiles may not straddle a chunk)."""
+        d, t, sc = self.design(point), self.tech, self.scheme
+        R, C, b, acc, chunk = (int(v[0]) for v in (d.rows, d.cols, d.bits, d.acc_bits, d.chunk))
+        clock, bw = float(d.clock_ghz[0]), float(d.hbm_bw_gbps[0])
+        spad, out_kib, idx_kib = float(d.scratchpad_kib[0]), float(d.out_buf_kib[0]), float(d.index_buf_kib[0])
+        native = int(d.int8_pe[0]) == 1
+        mb = 8 if native else 4  # multiplier width of one PE
+        dec = 1 if sc.decomposed else 0
+        chip = [dram_unit(t, b, bw),
+                sram_unit(t, "scratchpad_A", spad / 2, b, ("Inputs",), "scratchpad half for activations, energy "
+                          "per operand"),
+                sram_unit(t, "scratchpad_B", spad / 2, b, ("Weights",), "scratchpad half for weights / K / V"),
+                sram_unit(t, "output_buffer", out_kib, acc, ("Outputs",), f"{acc}-bit outputs and partial sums; "
+                          "TIDE charges a write and a read per partial sum")]
+        if sc.decomposed:
+            chip.append(sram_unit(t, "index_buffer", idx_kib, 8, (), "Tender's channel order, energy per byte",
+                                  energy_kib=max(idx_kib, 1e-3)))
+        chip.append(Unit("vector_unit", "fpu", int(d.vpu_lanes[0]), float(t.fp32_lane_area_um2()),
+                         {"compute": float(t.fp32_op_energy_pj())}, note="FP32 lanes (epilogue, statistics, norms, "
+                         "softmax), energy per lane operation"))
+        edge = float(tender.edge_area_um2(t, d, sc)[0])
+        if edge > 0:
+            chip.append(Unit("edge_logic", "dummy", 1, edge, {}, note="array-edge logic: decoders, K-split "
+                             "accumulate lanes (and shifters), outlier MAC units"))
+        chip.append(periphery_unit(t))
+        e_acc = float(t.int_add_energy_pj(acc))
+        mac_area = float(t.mult_area_um2(mb) + t.int_add_area_um2(acc)
+                         + (0.0 if native else 2 * t.int_add_area_um2(12.0) / 4) + dec * t.mux_area_um2(acc))
+        compute = {"compute_int8": float((t.mult_energy_pj(8.0) if native else 4 * t.mult_energy_pj(4.0)
+                                          + 2 * t.int_add_energy_pj(12.0)) + e_acc)}
+        if not native:
+            compute = {"compute_int4": float(t.mult_energy_pj(4.0)) + e_acc, **compute}
+        op_bits = 2 * mb + dec
+        pe = (Unit("pipeline_regs", "regfile", R * C, float(t.reg_area_um2(op_bits)),
+                   {"write": float(t.register_energy_pj(op_bits))},
+                   {"depth": 1, "width": op_bits, "datawidth": op_bits},
+                   note=f"two {mb}-bit operand registers" + (" and the 1-bit rescale signal" if dec else "")
+                   + "; energy per clocked cycle"),
+              Unit("accumulator", "regfile", R * C, float(t.reg_area_um2(acc)),
+                   {"update": float(t.register_energy_pj(acc)), **({"shift": float(t.register_energy_pj(acc))}
+                                                                   if dec else {})},
+                   {"depth": 1, "width": acc, "datawidth": acc}, ("Outputs",),
+                   note=f"{acc}-bit accumulator, clocked per MAC" + (" and per rescale shift" if dec else "")),
+              Unit("mac", "intmac", R * C, mac_area, compute, {"multiplier_width": mb, "adder_width": acc},
+                   note=f"{mb}-bit multiplier, {acc}-bit adder" + ("" if native else ", 1/4 of a 2x2 gang's "
+                   "merge adders (compute_int8: one INT8 MAC of a gang)") + (", the rescale 2:1 mux" if dec else "")))
+        return Hardware(self.name, self.tech_name, clock, R, C, tuple(chip), pe,
+                        self._views(d, chunk, spad, out_kib, bw, clock),
+                        notes=(f"{sc.name}: a share {sc.int8_share:g} of INT4 work falls back to INT8; SCALE-Sim's "
+                               "files hold the main width only",) if sc.int8_share > 0 else ())
+
+    def _views(self, d: tender.TenderDesign, chunk: int, spad: float, out_kib: float, bw: float, clock: float
+               ) -> tuple[ArrayView, ...]:
+        widths, decomposed = tender.op_widths(d, self.ops, self.scheme)
+        rows, cols = tender.array_seen(widths, d)
+        views: dict[tuple[int, int, int], list[Layer]] = {}
+        for i, op in enumerate(self.ops.names):
+            M, N, K = round(self.ops.M[i]), round(self.ops.N[i]), round(self.ops.K[i])
+            pieces = tender.chunk_pieces(M, chunk) if decomposed[0, i] else [M]
+            layers = [Layer(layer_name(op) + (f".chunk{j}" if len(pieces) > 1 else ""), op, m, N, K)
+                      for j, m in enumerate(pieces)]
+            views.setdefault((int(widths[0, i]), int(rows[0, i]), int(cols[0, i])), []).extend(layers)
+        return tuple(ArrayView(f"int{w}", r, c, "os", w, round(spad / 2), round(spad / 2), round(out_kib),
+                               words_per_cycle(bw, clock, w), tuple(layers),
+                               note=("ganged 2x2 4-bit PEs" if (r, c) != (int(d.rows[0]), int(d.cols[0])) else ""))
+                     for (w, r, c), layers in views.items())
 
     def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
         design = self.design(points)
