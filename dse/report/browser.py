@@ -85,7 +85,7 @@ def _collect(drv, out: BrowserCheck, stage: str) -> None:  # noqa: ANN001
     out.plots.extend(plots)
 
 
-def check_report(path: Path, screenshot: Path | None = None, *, width: int = 1400, height: int = 1100,
+def check_report(path: Path, screenshot: Path | None = None, *, width: int = 1400, height: int = 1150,
                  timeout_s: float = 60.0) -> BrowserCheck:
     """Open ``path`` (file URL) in headless Chromium and check it (see the module docstring); save a
     screenshot of the first screen (the overview and the Pareto view) when asked."""
@@ -101,7 +101,6 @@ def check_report(path: Path, screenshot: Path | None = None, *, width: int = 140
         _collect(drv, out, "2-D")
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
-            drv.execute_script("document.getElementById('pareto').scrollIntoView({block: 'center'});")
             drv.save_screenshot(str(screenshot))
         options = Select(drv.find_element("id", "pz")).options
         if len(options) > 3:  # a third objective exists: the 3-D view must draw too

@@ -151,6 +151,9 @@ def importances(run: Run, seed: int = 0) -> dict[str, dict[str, float]]:
     the others as categories): the report needs only the run directory."""
     import optuna
 
+    if run.exhaustive:
+        raise ReportError("an exhaustive enumeration records only the exact front in trials.csv, not a sample of "
+                          "the space")
     rows = [r for r in run.feasible if all(r.get(f"param.{p}") is not None for p in run.params)]
     values = run.values(rows, run.objectives)
     keep = np.all(np.isfinite(values), axis=1)
