@@ -32,8 +32,11 @@ def write_run_report(run_dir: Path) -> None:
 
     try:
         write_report([run_dir], run_dir / "report.html")
-    except (ReportError, OSError, ValueError) as exc:
-        log.warning("report.html not written: %s (python -m dse.report %s --debug shows why)", exc, run_dir)
+    except ReportError as exc:
+        log.warning("report.html not written: %s", exc)
+    except Exception as exc:  # the search's own results are written: a report bug must not turn the run into a failure
+        log.warning("report.html not written: %s: %s (python -m dse.report %s --debug shows the traceback)",
+                    type(exc).__name__, exc, run_dir)
 
 
 def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:

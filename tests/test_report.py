@@ -187,3 +187,16 @@ def test_bad_run_directories_are_one_line_errors(runs: dict[str, Path], tmp_path
     assert "objective.energy_j" in capsys.readouterr().err
     assert report_main([str(tmp_path / "missing"), "--out", str(tmp_path / "x.html")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_a_report_that_fails_does_not_fail_the_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    import dse.report.html as report_html
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected report bug")
+
+    monkeypatch.setattr(report_html, "write_report", broken)
+    summary = _search(tmp_path / "run", "search.n_trials=5")
+    assert summary.is_dir() and (summary / "summary.json").is_file() and not (summary / "report.html").exists()
+    assert "report.html not written: RuntimeError: injected report bug" in caplog.text
