@@ -41,6 +41,12 @@ def _app(raw: DictConfig) -> None:
     if m.stats:
         by_ctx = ", ".join(f"{k}: {v:.1f}" for k, v in m.stats["by_context"].items())
         print(f"mean selected tokens per sparse layer and row: {m.stats['mean_selected']:.1f} ({by_ctx})")
+        quality = m.stats.get("quality")
+        if quality:  # kv.report=true
+            print("speculation quality (recall of the exact top-k at the same k, Spearman of the scores):")
+            for layer, q in quality["per_layer"].items():
+                print(f"  layer {layer:>3}: recall {q['recall']:.3f}  spearman {q['spearman']:.3f}")
+            print(f"  mean     : recall {quality['recall']:.3f}  spearman {quality['spearman']:.3f}")
     print(f"ppl={m.ppl:.4f} tokens={m.tokens}")
 
 

@@ -510,6 +510,13 @@ class KVConfig:
     pool_size: float = 1.0  # CPU KV pool, fraction of the window (1 = no eviction)
     eviction: str = "counter"  # counter | lru | fifo
     dense_layers: int = 2
+    spec_input: str = "prev"  # prev | prev_own_norm | real (upper bound): what InfiniGen speculates layer l from
+    skew_per: str = "kv_head"  # kv_head | query_head: one skewing matrix per KV head or per query head
+    partial_cols: int = 0  # > 0: partial columns per head as a count (else partial_ratio x head_dim)
+    column_rule: str = "sum"  # sum (paper) | union (accuracy code): how the partial columns are chosen
+    column_source: str = "request"  # request (paper: from the prompt) | offline (calibration text)
+    count_rule: str = "mean"  # mean (paper: one count per row) | per_head
+    report: bool = False  # measure the speculation quality per layer too (recall, rank correlation)
 
     def __post_init__(self) -> None:
         self.to_spec()

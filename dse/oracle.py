@@ -245,7 +245,7 @@ class AccuracyOracle:
         from tqdm import tqdm
 
         from workloads.accuracy.emulation import quantized
-        from workloads.accuracy.kvselect import Selector, kv_selection, selected_token_stats
+        from workloads.accuracy.kvselect import Selector, kv_selection, quality_stats, selected_token_stats
         from workloads.accuracy.perplexity import perplexity
 
         lm, windows, _ = self._load()
@@ -262,8 +262,11 @@ class AccuracyOracle:
             stack.enter_context(quantized(lm.model, spec, calib))
             if method is not None and method.select is not None:
                 skew = self._skew_matrices() if method.needs_skew else None
-                selector = stack.enter_context(kv_selection(lm.model, Selector(kv, skew=skew)))
+                selector = stack.enter_context(kv_selection(lm.model, Selector(kv, skew=skew,
+                                                                               quality={} if kv.report else None)))
             result = perplexity(lm.model, windows, device=lm.device, progress=bar.update)
         stats = selected_token_stats(selector, windows.seq_len) if selector is not None else None
+        if stats is not None and kv.report:
+            stats["quality"] = quality_stats(selector)
         log.info("%s: ppl %.4f over %d tokens", desc, result.ppl, result.tokens)
         return result.ppl, result.tokens, stats

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from workloads.accuracy.kvmethods._base import KVMethod, SelectionInput, upper_mask
-from workloads.accuracy.kvmethods.infinigen import skew_matrices
+from workloads.accuracy.kvmethods.infinigen import Skew, calibrated_skew
 from workloads.accuracy.specs import KVSpec
 
 ATTN_NAME = "tide_select"
@@ -47,11 +47,14 @@ class Selector:
     """Per-forward state shared by the attention layers of one model."""
 
     spec: KVSpec
-    skew: dict[int, torch.Tensor] | None = None  # layer -> [H_kv, d, d]
+    skew: dict[int, Skew] | None = None  # layer -> skewing matrices and offline column masses
     xa: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> normed attention input
+    resid: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> residual stream entering the layer
+    norms: dict[int, nn.Module] = field(default_factory=dict)  # layer -> its attention input norm
     pos: dict[int, Any] = field(default_factory=dict)  # layer -> (cos, sin) or None
     counts: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # layer -> per-row selected counts
     capture: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None  # calibration: layer -> (q, k)
+    quality: dict[int, dict[str, float]] | None = None  # kv.report: layer -> summed speculation-quality stats
 
 
 def select_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -98,6 +101,16 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "q_proj")]
 
 
+#: the attention-input norm of a decoder layer (Llama/Gemma-style names, then OPT's)
+INPUT_NORMS = ("input_layernorm", "self_attn_layer_norm")
+
+
+def decoder_layers(model: nn.Module) -> dict[int, nn.Module]:
+    """Layer index -> decoder layer (the module whose ``self_attn`` is that layer's attention)."""
+    return {int(m.self_attn.layer_idx): m for m in model.modules()
+            if hasattr(m, "self_attn") and hasattr(m.self_attn, "layer_idx")}
+
+
 def _register() -> None:
     from transformers import AttentionInterface
 
@@ -117,11 +130,25 @@ def kv_selection(model: nn.Module, selector: Selector) -> Iterator[Selector]:
         selector.xa[int(module.layer_idx)] = hidden.detach()
         selector.pos[int(module.layer_idx)] = kwargs.get("position_embeddings")
 
+    def capture_resid(index: int) -> Any:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            hidden = kwargs.get("hidden_states", args[0] if args else None)
+            selector.resid[index] = hidden.detach()
+        return hook
+
     try:
         model.set_attn_implementation(ATTN_NAME)
         for m in modules:
             m.tide_selector = selector
             hooks.append(m.register_forward_pre_hook(capture, with_kwargs=True))
+        if selector.spec.spec_input == "prev_own_norm":  # the residual stream and each layer's own norm
+            for index, layer in decoder_layers(model).items():
+                norm = next((getattr(layer, n) for n in INPUT_NORMS if hasattr(layer, n)), None)
+                if norm is None:
+                    raise ValueError(f"kv.spec_input=prev_own_norm: layer {index} ({type(layer).__name__}) has none "
+                                     f"of the attention-input norms {INPUT_NORMS}")
+                selector.norms[index] = norm
+                hooks.append(layer.register_forward_pre_hook(capture_resid(index), with_kwargs=True))
         yield selector
     finally:
         for h in hooks:
@@ -133,19 +160,20 @@ def kv_selection(model: nn.Module, selector: Selector) -> Iterator[Selector]:
 
 
 @torch.no_grad()
-def calibrate_skew(model: nn.Module, windows: torch.Tensor, device: torch.device) -> dict[int, torch.Tensor]:
-    """Skewing matrices per layer from the post-RoPE queries of the calibration windows."""
+def calibrate_skew(model: nn.Module, windows: torch.Tensor, device: torch.device) -> dict[int, Skew]:
+    """Per layer, from the post-RoPE queries and keys of the calibration windows: the skewing matrices (per KV
+    head and per query head) and the offline column masses of the skewed queries and keys."""
     selector = Selector(KVSpec(), capture={})
     queries: dict[int, list[torch.Tensor]] = {}
-    kv_heads: dict[int, int] = {}
+    keys: dict[int, list[torch.Tensor]] = {}
     with kv_selection(model, selector):
         for i in range(windows.shape[0]):
             selector.capture = {}
             model.model(input_ids=windows[i:i + 1].to(device), use_cache=False)  # type: ignore[attr-defined]
             for layer, (q, k) in selector.capture.items():
                 queries.setdefault(layer, []).append(q.float())
-                kv_heads[layer] = int(k.shape[0])
-    return {layer: skew_matrices(torch.cat(qs, dim=1), len(qs[0]) // kv_heads[layer])  # [H, sum T, d]
+                keys.setdefault(layer, []).append(k.float())
+    return {layer: calibrated_skew(torch.cat(qs, dim=1), torch.cat(keys[layer], dim=1))  # [H, sum T, d]
             for layer, qs in queries.items()}
 
 
@@ -161,3 +189,16 @@ def selected_token_stats(selector: Selector, T: int, bucket: int | None = None) 
     by_ctx = {f"{s + 1}-{min(s + bucket, T)}": float(mean_rows[s:s + bucket].mean()) for s in edges}
     return {"mean_selected": float(mean_rows.mean()), "by_context": by_ctx,
             "per_layer": {str(k): float(v.mean()) for k, v in per_layer.items()}}  # JSON-stable keys
+
+
+def quality_stats(selector: Selector) -> dict[str, Any]:
+    """``kv.report``: per sparse layer, the mean recall of the exact per-head top-k by the speculated top-k
+    (at each row's k) and the mean Spearman correlation of speculated and exact scores; and their means."""
+    if not selector.quality:
+        return {}
+    per_layer = {str(layer): {"recall": q["recall"] / max(q["rows"], 1.0),
+                              "spearman": q["spearman"] / max(q["ranked"], 1.0)}
+                 for layer, q in sorted(selector.quality.items())}
+    return {"per_layer": per_layer,
+            "recall": sum(v["recall"] for v in per_layer.values()) / len(per_layer),
+            "spearman": sum(v["spearman"] for v in per_layer.values()) / len(per_layer)}

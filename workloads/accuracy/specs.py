@@ -19,6 +19,13 @@ QUANT_METHODS = ("none", "tender", "per_tensor", "per_token", "olaccel")
 QUANT_MODES = ("runtime", "calibrated")
 ROUNDINGS = ("rup", "rdn")
 EVICTIONS = ("counter", "lru", "fifo")
+#: InfiniGen's speculation input for layer l: layer l-1's normed attention input (the reference), the residual
+#: stream layer l-1 reads normed with layer l's own norm, or layer l's real input (an upper bound)
+SPEC_INPUTS = ("prev", "prev_own_norm", "real")
+SKEW_PER = ("kv_head", "query_head")
+COLUMN_RULES = ("sum", "union")  # the paper's top of sum |Q~| + |K~|; the accuracy code's union of the two tops
+COLUMN_SOURCES = ("request", "offline")  # per request from the window; once, from the calibration text
+COUNT_RULES = ("mean", "per_head")  # one count per row (mean over heads, the paper); each head its own count
 KV_METHODS_DIR = Path(__file__).resolve().parent / "kvmethods"
 
 
@@ -62,9 +69,25 @@ class KVSpec:
     pool_size: float = 1.0
     eviction: str = "counter"
     dense_layers: int = 2
+    spec_input: str = "prev"
+    skew_per: str = "kv_head"
+    partial_cols: int = 0  # > 0: this many columns per head instead of partial_ratio x head_dim
+    column_rule: str = "sum"
+    column_source: str = "request"
+    count_rule: str = "mean"
+    report: bool = False  # also measure the speculation's quality per layer (recall, rank correlation)
 
     def __post_init__(self) -> None:
         require_choice("kv.method", self.method, kv_method_names())
+        require_choice("kv.spec_input", self.spec_input, SPEC_INPUTS)
+        require_choice("kv.skew_per", self.skew_per, SKEW_PER)
+        require_choice("kv.column_rule", self.column_rule, COLUMN_RULES)
+        require_choice("kv.column_source", self.column_source, COLUMN_SOURCES)
+        require_choice("kv.count_rule", self.count_rule, COUNT_RULES)
+        if self.partial_cols < 0:
+            raise ValueError(f"kv.partial_cols must be >= 0 (0: use kv.partial_ratio), got {self.partial_cols}")
+        if self.count_rule == "per_head" and self.pool_size < 1.0:
+            raise ValueError("kv.count_rule=per_head needs kv.pool_size=1 (the pool emulation counts per row)")
         if not 0 < self.budget <= 1:
             raise ValueError(f"kv.budget must be in (0, 1], got {self.budget}")
         if not 0 < self.partial_ratio <= 1:

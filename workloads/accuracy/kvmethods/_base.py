@@ -24,14 +24,15 @@ def upper_mask(T: int, device: torch.device) -> torch.Tensor:
 def keep_top_per_row(scores: torch.Tensor, counts: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
     """Boolean mask of each row's ``counts[row]`` largest allowed scores (per head).
 
-    scores: [H, R, T]; counts: [R] (same for every head); allowed: [H or 1, R, T], or None when the
-    disallowed entries of ``scores`` are already -inf. Ties at the threshold are all kept."""
+    scores: [H, R, T]; counts: [R] (same for every head) or [H, R] (per head); allowed: [H or 1, R, T], or
+    None when the disallowed entries of ``scores`` are already -inf. Ties at the threshold are all kept."""
     k_max = int(counts.max().item()) if counts.numel() else 0
     if k_max <= 0:
         return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
     masked = scores if allowed is None else scores.masked_fill(~allowed, -math.inf)
     top = masked.topk(min(k_max, scores.shape[-1]), dim=-1, sorted=True).values  # [H, R, k_max]
-    idx = (counts.clamp(min=1) - 1).view(1, -1, 1).expand(scores.shape[0], -1, 1)
+    per_row = counts.view(1, -1, 1) if counts.dim() == 1 else counts.unsqueeze(-1)  # [1 or H, R, 1]
+    idx = (per_row.clamp(min=1, max=top.shape[-1]) - 1).expand(scores.shape[0], -1, 1)
     threshold = top.gather(-1, idx)  # the count-th largest per row
     keep = masked >= threshold
     if allowed is not None:
@@ -39,7 +40,7 @@ def keep_top_per_row(scores: torch.Tensor, counts: torch.Tensor, allowed: torch.
     elif torch.isinf(threshold).any():  # a row with fewer allowed entries than its count
         keep &= masked > -math.inf
     if (counts <= 0).any():
-        keep &= counts.view(1, -1, 1) > 0
+        keep &= per_row > 0
     return keep
 
 

@@ -13,11 +13,20 @@ skewed queries and keys.
   oldest half (FIFO, LRU or counter), and an evicted token is removed for good.
 
 The exact logits are never needed, so the layer's attention runs fused under the selection mask.
+
+Variants (``KVSpec``; the defaults are the paper's method), ablated by ``python -m dse.studies.speculation``:
+``spec_input`` (layer l-1's normed input; the residual stream layer l-1 reads, normed with layer l's own norm;
+layer l's real input as an upper bound), ``skew_per`` (one A per KV head, or per query head), ``partial_cols``
+(columns as a count instead of a share of head_dim), ``column_rule`` (top of the sum, or the accuracy code's
+union of the |Q~| and |K~| tops), ``column_source`` (per request, or once from the calibration text),
+``count_rule`` (one count per row, or per head). ``report`` adds, per layer, the recall of the exact per-head
+top-k by the speculated top-k at the same k and the Spearman rank correlation of speculated and exact scores.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,10 +56,50 @@ def partial_columns(q_skew: torch.Tensor, k_skew: torch.Tensor, n_rep: int, rati
     return mass.topk(n_cols, dim=-1).indices
 
 
-def infinigen_counts(spec_scores: torch.Tensor, alpha: float, cap: int) -> torch.Tensor:
-    """Per row: floor(mean over heads of #{s >= rowmax - alpha}), capped; spec_scores causally masked."""
+@dataclass(frozen=True)
+class Skew:
+    """One layer's offline skewing, from the calibration text's post-RoPE queries and keys.
+
+    ``kv``: [H_kv, d, d], one A per KV head (its query heads stacked); ``query``: [H, d, d], one per query head.
+    ``mass_kv`` / ``mass_query``: under each, the offline column masses (sum over the calibration tokens of
+    |Q~| per query head [H, d], of |K~| per KV head [H_kv, d] or per query head [H, d])."""
+
+    kv: torch.Tensor
+    query: torch.Tensor
+    mass_kv: tuple[torch.Tensor, torch.Tensor]
+    mass_query: tuple[torch.Tensor, torch.Tensor]
+
+
+def calibrated_skew(queries: torch.Tensor, keys: torch.Tensor) -> Skew:
+    """queries [H, T, d] and keys [H_kv, T, d] of the calibration windows -> :class:`Skew`."""
+    n_rep = queries.shape[0] // keys.shape[0]
+    a_kv = skew_matrices(queries, n_rep)
+    a_q = skew_matrices(queries, 1)
+    a_kv_q = a_kv.repeat_interleave(n_rep, dim=0)
+    keys_q = keys.repeat_interleave(n_rep, dim=0)
+    return Skew(kv=a_kv, query=a_q,
+                mass_kv=((queries @ a_kv_q).abs().sum(1), (keys @ a_kv).abs().sum(1)),
+                mass_query=((queries @ a_q).abs().sum(1), (keys_q @ a_q).abs().sum(1)))
+
+
+def column_mask(q_mass: torch.Tensor, k_mass: torch.Tensor, n_cols: int, rule: str) -> torch.Tensor:
+    """[G, d] bool: the partial columns of each head group from its column masses ([G, d] each): the top
+    ``n_cols`` of q_mass + k_mass (``sum``, the paper) or the union of the two tops (``union``, r*d ... 2r*d
+    columns, the accuracy code)."""
+    G, d = q_mass.shape
+    mask = torch.zeros(G, d, dtype=torch.bool, device=q_mass.device)
+    if rule == "sum":
+        return mask.scatter_(1, (q_mass + k_mass).topk(n_cols, dim=-1).indices, True)
+    mask.scatter_(1, q_mass.topk(n_cols, dim=-1).indices, True)
+    return mask.scatter_(1, k_mass.topk(n_cols, dim=-1).indices, True)
+
+
+def infinigen_counts(spec_scores: torch.Tensor, alpha: float, cap: int, per_head: bool = False) -> torch.Tensor:
+    """Per row: floor(mean over heads of #{s >= rowmax - alpha}), capped ([R]); with ``per_head`` each head's
+    own count ([H, R]). spec_scores causally masked."""
     rowmax = spec_scores.amax(dim=-1, keepdim=True)
-    counts = torch.count_nonzero(spec_scores >= rowmax - alpha, dim=-1).float().mean(dim=0).floor().long()
+    within = torch.count_nonzero(spec_scores >= rowmax - alpha, dim=-1)
+    counts = within if per_head else within.float().mean(dim=0).floor().long()
     return counts.clamp(max=cap)
 
 
@@ -100,9 +149,19 @@ def evict_with_pool(spec_scores: torch.Tensor, alpha: float, cap: int, capacity:
     return keep, counts, evicted_at
 
 
+def speculation_input(selector: Any, layer: int) -> torch.Tensor:
+    """What layer ``layer``'s query is speculated from (``kv.spec_input``)."""
+    how = selector.spec.spec_input
+    if how == "real":
+        return selector.xa[layer]
+    if how == "prev_own_norm":
+        return selector.norms[layer](selector.resid[layer - 1])
+    return selector.xa[layer - 1]
+
+
 def _speculative_query(module: nn.Module, selector: Any, layer: int, scaling: float) -> torch.Tensor:
-    """RoPE(x_{l-1} W_Q^l) for every row, shaped like the real query [b, H, T, d]."""
-    x = selector.xa[layer - 1]
+    """RoPE(x W_Q^l) for every row (x: :func:`speculation_input`), shaped like the real query [b, H, T, d]."""
+    x = speculation_input(selector, layer)
     b, T, _ = x.shape
     d = module.head_dim
     q = module.q_proj(x).view(b, T, -1, d).transpose(1, 2)
@@ -117,24 +176,69 @@ def _speculative_query(module: nn.Module, selector: Any, layer: int, scaling: fl
     return q
 
 
+def _partial(x: SelectionInput, q_spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The skewed partial query of the selecting rows [H, T-cap, d] and partial keys [H, T, d] (columns outside
+    the partial set are zero, so their dot products are the partial scores)."""
+    spec, selector, layer, n_rep, cap = x.spec, x.selector, x.layer, x.n_rep, x.cap
+    q, k = x.q, x.k
+    d = q.shape[-1]
+    sk = selector.skew[layer] if selector.skew is not None else None
+    per_query = spec.skew_per == "query_head"
+    rep = 1 if per_query else n_rep  # query heads per head group
+    k_grp = k.repeat_interleave(n_rep, dim=0) if per_query else k  # [G, T, d]
+    if sk is not None:
+        a_q = (sk.query if per_query else sk.kv.repeat_interleave(n_rep, dim=0)).to(q.dtype)
+        a_g = (sk.query if per_query else sk.kv).to(k.dtype)
+        q_sk, k_sk, qs_sk = q @ a_q, k_grp @ a_g, q_spec[:, cap:] @ a_q
+    else:
+        q_sk, k_sk, qs_sk = q, k_grp, q_spec[:, cap:]
+    n_cols = spec.partial_cols if spec.partial_cols > 0 else max(1, int(round(spec.partial_ratio * d)))
+    n_cols = min(n_cols, d)
+    if spec.column_source == "offline" and sk is not None:
+        q_mass, k_mass = sk.mass_query if per_query else sk.mass_kv
+        q_mass = q_mass.reshape(-1, rep, d).sum(1).to(q.dtype)
+        k_mass = k_mass.to(q.dtype)
+    else:  # per request: the window plays the prompt
+        q_mass = q_sk.abs().reshape(-1, rep, q.shape[1], d).sum(dim=(1, 2))
+        k_mass = k_sk.abs().sum(dim=1)
+    mask = column_mask(q_mass, k_mass, n_cols, spec.column_rule).to(q.dtype)  # [G, d]
+    qp = qs_sk * mask.repeat_interleave(rep, dim=0).unsqueeze(1)
+    kp = (k_sk * mask.unsqueeze(1)).repeat_interleave(rep, dim=0)
+    return qp, kp
+
+
+def _quality(x: SelectionInput, scores: torch.Tensor, counts: torch.Tensor, start: int, end: int) -> None:
+    """Add one row block's speculation quality to ``selector.quality[layer]``: per row and head, the recall of
+    the exact top-k by the speculated top-k at the row's k, and (every 16th row) the Spearman correlation of
+    the speculated and exact scores over the row's past."""
+    exact = (x.q[:, start:end] * x.scaling) @ x.k.repeat_interleave(x.n_rep, dim=0)[:, :end].transpose(-1, -2)
+    exact.masked_fill_(upper_mask(x.T, x.q.device)[start:end, :end].unsqueeze(0), -math.inf)
+    spec_top = keep_top_per_row(scores, counts, None)
+    exact_top = keep_top_per_row(exact, counts, None)
+    hit = (spec_top & exact_top).sum(-1).float() / exact_top.sum(-1).clamp(min=1).float()  # [H, B]
+    acc = x.selector.quality.setdefault(x.layer, {"recall": 0.0, "rows": 0.0, "spearman": 0.0, "ranked": 0.0})
+    acc["recall"] += float(hit.sum())
+    acc["rows"] += float(hit.numel())
+    for r in range(start + (-start) % 16, end, 16):
+        n = r + 1
+        if n < 3:
+            continue
+        a = scores[:, r - start, :n].argsort(-1).argsort(-1).float()
+        b = exact[:, r - start, :n].argsort(-1).argsort(-1).float()
+        a, b = a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True)
+        rho = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-12)
+        acc["spearman"] += float(rho.sum())
+        acc["ranked"] += float(rho.numel())
+
+
 def select(x: SelectionInput) -> Selection:
-    module, selector, layer, q, k = x.module, x.selector, x.layer, x.q, x.k
-    scaling, n_rep, cap, spec = x.scaling, x.n_rep, x.cap, x.spec
+    selector, layer, spec = x.selector, x.layer, x.spec
+    scaling, cap = x.scaling, x.cap
     H, T, rows, future = x.H, x.T, x.rows, x.future
-    dense_counts = x.dense_counts
     if layer == 0 or (layer - 1) not in selector.xa:
         return future.expand(H, -1, -1), rows + 1
-    q_spec = _speculative_query(module, selector, layer, scaling)[0]  # [H, T, d]
-    A = selector.skew[layer] if selector.skew is not None else None
-    if A is not None:
-        A_q = A.repeat_interleave(n_rep, dim=0).to(q.dtype)
-        q_sk, k_sk, qs_sk = q @ A_q, k @ A.to(k.dtype), q_spec[:, cap:] @ A_q
-    else:
-        q_sk, k_sk, qs_sk = q, k, q_spec[:, cap:]
-    cols = partial_columns(q_sk, k_sk, n_rep, spec.partial_ratio)  # [H_kv, c]
-    cols_q = cols.repeat_interleave(n_rep, dim=0)
-    qp = qs_sk.gather(-1, cols_q.unsqueeze(1).expand(-1, T - cap, -1))
-    kp = k_sk.gather(-1, cols.unsqueeze(1).expand(-1, T, -1)).repeat_interleave(n_rep, dim=0)
+    q_spec = _speculative_query(x.module, selector, layer, scaling)[0]  # [H, T, d]
+    qp, kp = _partial(x, q_spec)
     if spec.pool_size < 1.0:
         spec_scores = ((qp * scaling) @ kp.transpose(-1, -2)).masked_fill_(future, -math.inf)  # [H, T-cap, T]
         full = torch.full((H, T, T), -math.inf)
@@ -142,25 +246,32 @@ def select(x: SelectionInput) -> Selection:
         keep, counts, _ = evict_with_pool(full, spec.alpha, cap, max(1, int(spec.pool_size * T)), spec.eviction)
         counts = torch.where(rows < cap, rows + 1, counts)
         return ~keep[:, cap:], counts
+    per_head = spec.count_rule == "per_head"
     # Row blocks: rows r < e only see keys < e, so each block works on its causal width only.
     drop = torch.ones(H, T - cap, T, dtype=torch.bool)
-    sub_counts = torch.empty(T - cap, dtype=torch.long)
+    sub_counts = torch.empty(T - cap, dtype=torch.float32)
     block = 256
     for start in range(cap, T, block):
         end = min(start + block, T)
         scores = (qp[:, start - cap:end - cap] * scaling) @ kp[:, :end].transpose(-1, -2)  # [H, B, end]
-        scores.masked_fill_(upper_mask(T, q.device)[start:end, :end].unsqueeze(0), -math.inf)
-        c = infinigen_counts(scores, spec.alpha, cap)
+        scores.masked_fill_(upper_mask(T, x.q.device)[start:end, :end].unsqueeze(0), -math.inf)
+        c = infinigen_counts(scores, spec.alpha, cap, per_head)
+        if selector.quality is not None:
+            _quality(x, scores, c, start, end)
         keep = keep_top_per_row(scores, c, None)
         local_rows = torch.arange(end - start)
         keep[:, local_rows, local_rows + start] = True  # the current token's own K/V
         drop[:, start - cap:end - cap, :end] = ~keep
-        sub_counts[start - cap:end - cap] = c
-    return drop, torch.cat([dense_counts[:cap], sub_counts])
+        sub_counts[start - cap:end - cap] = c.float().mean(0) if per_head else c.float()
+    return drop, torch.cat([x.dense_counts[:cap].float(), sub_counts])
 
 
 def _label(spec: KVSpec) -> str:
-    return f" kv:{spec.method} B{spec.budget} a{spec.alpha} r{spec.partial_ratio} pool{spec.pool_size}"
+    variants = "".join(f" {v}" for v, default in ((spec.spec_input, "prev"), (spec.skew_per, "kv_head"),
+                                                   (spec.column_rule, "sum"), (spec.column_source, "request"),
+                                                   (spec.count_rule, "mean")) if v != default)
+    cols = f"c{spec.partial_cols}" if spec.partial_cols else f"r{spec.partial_ratio}"
+    return f" kv:{spec.method} B{spec.budget} a{spec.alpha} {cols} pool{spec.pool_size}{variants}"
 
 
 METHOD = KVMethod(select=select, exact_logits=False, needs_skew=True, label=_label)
