@@ -147,18 +147,42 @@ METRICS: dict[str, str] = described({
 })
 
 
+def multiplier_bits(d: TenderDesign) -> np.ndarray:
+    """Multiplier width of one PE: 4 (INT8 by 2x2 ganging) or 8 (native INT8 PEs)."""
+    return np.where(d.int8_pe == 1, 8.0, 4.0)
+
+
+def operand_register_bits(d: TenderDesign, scheme: Scheme) -> np.ndarray:
+    """Bits of a PE's operand pipeline registers: two operands of the multiplier width, plus Tender's 1-bit
+    rescale signal."""
+    return 2 * multiplier_bits(d) + (1.0 if scheme.decomposed else 0.0)
+
+
+def pe_area_parts_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> dict[str, np.ndarray]:
+    """Area of one PE by unit: the MAC (multiplier, accumulator adder, its share of the 2x2 ganging adders,
+    Tender's accumulator-wide 2:1 mux; the rescale shift is wiring), the operand pipeline registers and the
+    accumulator register."""
+    acc = d.acc_bits
+    # 2x2 ganging: per gang of 4 PEs two adders of 2b+4 bits to merge the four 4-bit products.
+    gang = np.where(d.int8_pe == 1, 0.0, 2 * tech.int_add_area_um2(np.full_like(acc, 12.0)) / 4)
+    mux = tech.mux_area_um2(acc) if scheme.decomposed else np.zeros_like(acc)
+    return {"mac": tech.mult_area_um2(multiplier_bits(d)) + tech.int_add_area_um2(acc) + gang + mux,
+            "pipeline_regs": tech.reg_area_um2(operand_register_bits(d, scheme)),
+            "accumulator": tech.reg_area_um2(acc)}
+
+
 def pe_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
     """Area of one PE of the array (including its share of INT8 ganging logic)."""
-    acc = d.acc_bits
-    native = d.int8_pe == 1
-    mult_bits = np.where(native, 8.0, 4.0)
-    base = tech.mult_area_um2(mult_bits) + tech.int_add_area_um2(acc) + tech.reg_area_um2(2 * mult_bits + acc)
-    # 2x2 ganging: per gang of 4 PEs two adders of 2b+4 bits to merge the four 4-bit products.
-    gang = np.where(native, 0.0, 2 * tech.int_add_area_um2(np.full_like(acc, 12.0)) / 4)
-    extra = np.zeros_like(acc)
-    if scheme.decomposed:  # 2:1 mux at accumulator width + 1-bit rescale register; the shift is wiring
-        extra = tech.mux_area_um2(acc) + tech.reg_area_um2(np.ones_like(acc))
-    return base + gang + extra
+    return sum(pe_area_parts_um2(tech, d, scheme).values())
+
+
+def mac_energy_pj(tech: Tech, acc_bits: np.ndarray) -> dict[str, np.ndarray]:
+    """Energy of one MAC by kind: at 4 bits; at 8 bits on a 2x2 gang of 4-bit PEs (four 4-bit products, two
+    12-bit merge adds, one accumulator add); at 8 bits on a native 8-bit PE."""
+    e_acc = tech.int_add_energy_pj(acc_bits)
+    return {"int4": tech.mult_energy_pj(4.0) + e_acc,
+            "int8_ganged": 4 * tech.mult_energy_pj(4.0) + 2 * tech.int_add_energy_pj(12.0) + e_acc,
+            "int8_native": tech.mult_energy_pj(8.0) + e_acc}
 
 
 def edge_area_um2(tech: Tech, d: TenderDesign, scheme: Scheme) -> np.ndarray:
@@ -338,18 +362,16 @@ def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[d
     # Energy.
     macs = M * K * N
     gang_pe = col(d.int8_pe) == 0
-    e_acc = tech.int_add_energy_pj(col(d.acc_bits))
-    e4 = tech.mult_energy_pj(4.0) + e_acc
-    # A ganged INT8 MAC: four 4-bit products, two 12-bit merge adds, one accumulator update.
-    e8_gang = 4 * tech.mult_energy_pj(4.0) + 2 * tech.int_add_energy_pj(12.0) + e_acc
-    e8 = np.where(gang_pe, e8_gang, tech.mult_energy_pj(8.0) + e_acc)
+    e_mac = mac_energy_pj(tech, col(d.acc_bits))
+    e4 = e_mac["int4"]
+    e8 = np.where(gang_pe, e_mac["int8_ganged"], e_mac["int8_native"])
     e_mac_op = np.where(op_bits == 8, e8, (1 - share8) * e4 + share8 * e8)
     # Registers (clock + data): every PE's operand pipeline registers (two operands, plus Tender's
     # 1-bit rescale signal) shift in every cycle the wavefront advances (busy, fill/drain, idle rows,
     # bubbles); an OLAccel stall gates the array clock. An accumulator is clocked only when it updates
     # (enable-gated): once per MAC (at INT8 one accumulator per 2x2 gang, the other three idle) and
     # once per rescale shift (A <- A << 1; the 2:1 mux's own switching is not in the table).
-    operand_bits = np.where(gang_pe, 8.0, 16.0) + (1.0 if scheme.decomposed else 0.0)
+    operand_bits = col(operand_register_bits(d, scheme))
     e_acc_reg = tech.register_energy_pj(col(d.acc_bits))
     e_regs = busy * R * C * tech.register_energy_pj(operand_bits) + macs * e_acc_reg
     if not scheme.stall_clock_gated:  # held (enable-gated) registers still receive the clock in a stall

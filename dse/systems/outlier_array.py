@@ -82,15 +82,15 @@ class OutlierArraySystem(System):
         clock, bw = float(d.clock_ghz[0]), float(d.hbm_bw_gbps[0])
         spad, out_kib, idx_kib = float(d.scratchpad_kib[0]), float(d.out_buf_kib[0]), float(d.index_buf_kib[0])
         native = int(d.int8_pe[0]) == 1
-        mb = 8 if native else 4  # multiplier width of one PE
-        dec = 1 if sc.decomposed else 0
+        mb = int(tender.multiplier_bits(d)[0])
+        dec = sc.decomposed
         chip = [dram_unit(t, b, bw),
                 sram_unit(t, "scratchpad_A", spad / 2, b, ("Inputs",), "scratchpad half for activations, energy "
                           "per operand"),
                 sram_unit(t, "scratchpad_B", spad / 2, b, ("Weights",), "scratchpad half for weights / K / V"),
                 sram_unit(t, "output_buffer", out_kib, acc, ("Outputs",), f"{acc}-bit outputs and partial sums; "
                           "TIDE charges a write and a read per partial sum")]
-        if sc.decomposed:
+        if dec:
             chip.append(sram_unit(t, "index_buffer", idx_kib, 8, (), "Tender's channel order, energy per byte",
                                   energy_kib=max(idx_kib, 1e-3)))
         chip.append(Unit("vector_unit", "fpu", int(d.vpu_lanes[0]), float(t.fp32_lane_area_um2()),
@@ -101,25 +101,23 @@ class OutlierArraySystem(System):
             chip.append(Unit("edge_logic", "dummy", 1, edge, {}, note="array-edge logic: decoders, K-split "
                              "accumulate lanes (and shifters), outlier MAC units"))
         chip.append(periphery_unit(t))
-        e_acc = float(t.int_add_energy_pj(acc))
-        mac_area = float(t.mult_area_um2(mb) + t.int_add_area_um2(acc)
-                         + (0.0 if native else 2 * t.int_add_area_um2(12.0) / 4) + dec * t.mux_area_um2(acc))
-        compute = {"compute_int8": float((t.mult_energy_pj(8.0) if native else 4 * t.mult_energy_pj(4.0)
-                                          + 2 * t.int_add_energy_pj(12.0)) + e_acc)}
+        area = {k: float(v[0]) for k, v in tender.pe_area_parts_um2(t, d, sc).items()}
+        e_mac = {k: float(v) for k, v in tender.mac_energy_pj(t, float(acc)).items()}
+        compute = {"compute_int8": e_mac["int8_native" if native else "int8_ganged"]}
         if not native:
-            compute = {"compute_int4": float(t.mult_energy_pj(4.0)) + e_acc, **compute}
-        op_bits = 2 * mb + dec
-        pe = (Unit("pipeline_regs", "regfile", R * C, float(t.reg_area_um2(op_bits)),
+            compute = {"compute_int4": e_mac["int4"], **compute}
+        op_bits = int(tender.operand_register_bits(d, sc)[0])
+        e_acc_reg = float(t.register_energy_pj(acc))
+        pe = (Unit("pipeline_regs", "regfile", R * C, area["pipeline_regs"],
                    {"write": float(t.register_energy_pj(op_bits))},
                    {"depth": 1, "width": op_bits, "datawidth": op_bits},
                    note=f"two {mb}-bit operand registers" + (" and the 1-bit rescale signal" if dec else "")
                    + "; energy per clocked cycle"),
-              Unit("accumulator", "regfile", R * C, float(t.reg_area_um2(acc)),
-                   {"update": float(t.register_energy_pj(acc)), **({"shift": float(t.register_energy_pj(acc))}
-                                                                   if dec else {})},
+              Unit("accumulator", "regfile", R * C, area["accumulator"],
+                   {"update": e_acc_reg, **({"shift": e_acc_reg} if dec else {})},
                    {"depth": 1, "width": acc, "datawidth": acc}, ("Outputs",),
                    note=f"{acc}-bit accumulator, clocked per MAC" + (" and per rescale shift" if dec else "")),
-              Unit("mac", "intmac", R * C, mac_area, compute, {"multiplier_width": mb, "adder_width": acc},
+              Unit("mac", "intmac", R * C, area["mac"], compute, {"multiplier_width": mb, "adder_width": acc},
                    note=f"{mb}-bit multiplier, {acc}-bit adder" + ("" if native else ", 1/4 of a 2x2 gang's "
                    "merge adders (compute_int8: one INT8 MAC of a gang)") + (", the rescale 2:1 mux" if dec else "")))
         return Hardware(self.name, self.tech_name, clock, R, C, tuple(chip), pe,
