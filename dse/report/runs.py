@@ -7,6 +7,7 @@ that did not run the search. Bad input is a :class:`ReportError` naming the dire
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -50,6 +51,16 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
 
 
+def feasible_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("feasible") is True]
+
+
+def objective_values(rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> np.ndarray:
+    """Objective values of trials.csv rows ([len(rows), len(objectives)]; NaN where a trial has none)."""
+    return np.array([[_number(r.get(f"objective.{m}")) for m in objectives] for r in rows],
+                    dtype=np.float64).reshape(len(rows), len(objectives))
+
+
 @dataclass(frozen=True)
 class Run:
     """One run directory as the report sees it. ``rows``: every trial of trials.csv; ``pareto``: each
@@ -71,9 +82,8 @@ class Run:
         return list(self.directions)
 
     def values(self, rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> np.ndarray:
-        """Objective values of ``rows`` ([len(rows), len(objectives)]; NaN where a trial has none)."""
-        return np.array([[_number(r.get(f"objective.{m}")) for m in objectives] for r in rows],
-                        dtype=np.float64).reshape(len(rows), len(objectives))
+        """Objective values of ``rows`` (see :func:`objective_values`)."""
+        return objective_values(rows, objectives)
 
     @property
     def complete(self) -> list[dict[str, Any]]:
@@ -81,7 +91,7 @@ class Run:
 
     @property
     def feasible(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r.get("feasible") is True]
+        return feasible_rows(self.rows)
 
     def front(self, objectives: Sequence[str]) -> np.ndarray:
         """The non-dominated feasible values in ``objectives`` (a projection when they are a subset)."""
@@ -159,11 +169,9 @@ def load_run(path: Path, label: str | None = None) -> Run:
     else:
         pareto = [r for r in rows if r.get("pareto") is True]
         notes.append("no pareto.csv: the Pareto set is read from trials.csv's 'pareto' column")
-    draft = Run(path, "", directions, _data_box(directions, np.zeros((0, len(directions)))), rows, pareto, params,
-                metrics, summary, notes)
     box = _box_from_summary(summary, directions)
     if box is None:
-        box = _data_box(directions, draft.values(draft.feasible, list(directions)))
+        box = _data_box(directions, objective_values(feasible_rows(rows), list(directions)))
         notes.append("summary.json has no hypervolume box (older format): the report uses a box around the data, "
                      "so its hypervolumes do not compare with other runs'")
     name = label or " / ".join(str(summary[k]) for k in ("system", "model", "tech", "sampler") if summary.get(k)) \
@@ -179,8 +187,7 @@ def load_runs(paths: Sequence[Path], labels: Sequence[str] | None = None) -> lis
     seen: dict[str, int] = {}
     for r in runs:
         seen[r.label] = seen.get(r.label, 0) + 1
-    return [Run(r.path, f"{r.label} ({r.path.name})" if seen[r.label] > 1 else r.label, r.directions, r.box, r.rows,
-                r.pareto, r.params, r.metrics, r.summary, r.notes) for r in runs]
+    return [dataclasses.replace(r, label=f"{r.label} ({r.path.name})") if seen[r.label] > 1 else r for r in runs]
 
 
 def shared_objectives(runs: Sequence[Run]) -> tuple[dict[str, str], list[str]]:
