@@ -124,25 +124,24 @@ def run_scalesim(python: Path, folder: Path, out: Path) -> dict[str, dict[str, i
 
 
 def compare(design: Path, scalesim: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
-    """One row per GEMM: SCALE-Sim's cycles (summed over its layers) against TIDE's."""
-    from dse.evaluate import design_breakdown
+    """One row per GEMM: SCALE-Sim's cycles (summed over the layers the design's hardware description maps to
+    that GEMM) against TIDE's."""
+    from dse.evaluate import design_system
     from dse.export import load_design
-    from dse.hardware import layer_name
 
+    _, system, point = design_system(load_design(design))
+    layers: dict[str, list[tuple[str, int]]] = {}  # op -> (view, SCALE-Sim cycles) of each of its layers
+    for view in system.hardware(point).views:
+        for layer in view.layers:
+            layers.setdefault(layer.op, []).append((view.name, scalesim[view.name][layer.name]))
+    label = design.stem if design.parent.parent.parent.name != "runs" else f"{design.parent.parent.name}"
     rows = []
-    for r in design_breakdown(load_design(design)):
-        if not r["count"] == r["count"]:  # NaN: vector work and leakage, not GEMMs
+    for r in system.breakdown(point):
+        if r["op"] not in layers:  # vector work and leakage: not GEMMs
             continue
-        base = layer_name(r["op"])
-        hits = [(view, name, c) for view, layers in scalesim.items() for name, c in layers.items()
-                if name == base or name.startswith(base + ".chunk")]
-        if not hits:
-            raise SystemExit(f"{design}: no SCALE-Sim layer for {r['op']}")
-        per = r["count"]
-        tide, extra = r["cycles"] / per, r["extra_cycles"] / per
-        sim = sum(c for _, _, c in hits)
-        pieces = len(hits)
-        label = design.stem if design.parent.parent.parent.name != "runs" else f"{design.parent.parent.name}"
+        hits = layers[r["op"]]
+        tide, extra = r["cycles"] / r["count"], r["extra_cycles"] / r["count"]
+        sim, pieces = sum(c for _, c in hits), len(hits)
         rows.append({"design": label, "view": hits[0][0], "op": r["op"], "M": int(r["M"]), "N": int(r["N"]),
                      "K": int(r["K"]), "layers": pieces, "scalesim_cycles": sim,
                      "tide_stall_free": tide - extra, "difference": (tide - extra) - (pieces - 1) - sim,

@@ -128,13 +128,13 @@ def test_scalesim_layers_reproduce_tides_stall_free_cycles(overrides: list[str],
     hardware_files(system, point, tmp_path)
     views = _scalesim(tmp_path)
     rows = {r["op"]: r for r in system.breakdown(point) if r["kind"] not in ("vector", "leakage")}
+    op_of = {layer.name: layer.op for view in system.hardware(point).views for layer in view.layers}
     seen: dict[str, list[float]] = {}
     for arch, layers in views.values():
         R, C, df = int(arch["ArrayHeight"]), int(arch["ArrayWidth"]), arch["Dataflow"]
         assert int(arch["Bandwidth"]) >= 1
-        for name, M, N, K, _ in layers:
-            op = next(o for o in rows if name.split(".chunk")[0] == re.sub(r"[^A-Za-z0-9._-]", "_", o))
-            seen.setdefault(op, []).append(systolic.gemm_cycles(int(M), int(K), int(N), R, C, df))
+        for name, M, N, K, _ in layers:  # the written files, read back
+            seen.setdefault(op_of[name], []).append(systolic.gemm_cycles(int(M), int(K), int(N), R, C, df))
     assert set(seen) == set(rows)
     for op, cycles in seen.items():
         r = rows[op]
