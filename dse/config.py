@@ -559,6 +559,16 @@ def register_schema() -> None:
     ConfigStore.instance().store(name="tide_schema", node=Config)
 
 
+def compose_raw(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config tree of ``conf/`` composed with these Hydra overrides, not yet validated (for code that edits
+    nodes before :func:`to_config`; outside a Hydra app)."""
+    from hydra import compose, initialize_config_dir
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
 def to_config(cfg: DictConfig | Config) -> Config:
     """Turn a composed config into validated objects; raises :class:`ConfigError` on bad values."""
     if isinstance(cfg, Config):

@@ -97,13 +97,9 @@ def export_designs(cfg: Config, system: System, problem: Problem, table: StudyTa
 def _shipped(name: str) -> tuple[str, str | None]:
     """Family and KV method of the shipped ``conf/system/<name>.yaml`` (design files written before
     they were recorded)."""
-    from hydra import compose, initialize_config_dir
+    from dse.config import compose_raw
 
-    from dse.config import CONF_DIR, register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        system = compose(config_name="config", overrides=[f"system={name}"]).system
+    system = compose_raw([f"system={name}"]).system
     return str(system.family), system.kv_method
 
 

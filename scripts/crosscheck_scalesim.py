@@ -83,12 +83,12 @@ def one_point_designs(out: Path) -> list[Path]:
     from omegaconf import OmegaConf
 
     from dse.app import run_search
-    from dse.config import to_config
-    from tests.conftest import compose_raw
+    from dse.config import compose_raw, to_config
 
     designs = []
     for name, overrides, point in CASES:
         raw = compose_raw([*WORKLOAD, *overrides, "search/sampler=grid"])
+        OmegaConf.set_struct(raw, False)
         space = OmegaConf.select(raw, "system.space")
         for knob in list(space):  # the space is the one point
             del space[knob]

@@ -7,10 +7,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from dse.config import CONF_DIR, Config, register_schema, to_config
+from dse.config import compose_raw as config_tree
 
 register_schema()
 
@@ -27,8 +27,7 @@ def compose_raw(overrides: list[str] | None = None) -> DictConfig:
         overrides = ["accuracy.objective=none", "accuracy.max_ppl_increase=null", *overrides]
     if not any(o.startswith("output.report=") for o in overrides):  # report.html: tests/test_report*.py
         overrides = ["output.report=false", *overrides]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = config_tree(overrides)
     OmegaConf.set_struct(cfg, False)
     return cfg
 

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 import yaml
-from hydra import compose, initialize_config_dir
 
 from cost_models import tender as tender_model
-from dse.config import CONF_DIR, Config, register_schema, to_config
+from dse.config import CONF_DIR, Config, compose_raw, to_config
 from dse.studies.sensitivity import (
     Uncertain,
     hw_ranges,
@@ -59,9 +58,7 @@ def reference() -> dict[str, Any]:
 
 
 def compose_config(overrides: list[str]) -> Config:
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_config(compose(config_name="config", overrides=overrides))
+    return to_config(compose_raw(overrides))
 
 
 @dataclass(frozen=True)

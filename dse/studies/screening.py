@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from dse.config import CONF_DIR, Config, register_schema, to_config
+from dse.config import Config, compose_raw, to_config
 from dse.coupling import problem_for
 from dse.exhaustive import accuracy_knobs, enumerate_front
 from dse.oracle import AccuracyOracle
@@ -34,12 +34,7 @@ from dse.systems import make_system
 
 
 def compose(overrides: list[str]) -> Config:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_config(hydra_compose(config_name="config", overrides=overrides))
+    return to_config(compose_raw(overrides))
 
 
 def keys_of(cfg: Config) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
