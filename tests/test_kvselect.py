@@ -48,10 +48,10 @@ def test_partial_columns_pick_the_heaviest() -> None:
     q[0:2, :, 6] = 5.0
     k[0, :, 1] = 3.0
     q[2:4, :, 2] = 1.0
-    cols = ig.partial_columns(q, k, n_rep=2, ratio=0.25)
-    assert cols.shape == (2, 2)
-    assert set(cols[0].tolist()) == {6, 1}
-    assert 2 in cols[1].tolist()
+    mask = ig.column_mask(*ig.window_masses(q, k, rep=2), n_cols=2, rule="sum")  # r = 0.25 of d = 8
+    assert mask.shape == (2, 8) and mask.sum(-1).tolist() == [2, 2]
+    assert set(mask[0].nonzero().flatten().tolist()) == {6, 1}
+    assert 2 in mask[1].nonzero().flatten().tolist()
 
 
 def test_keep_top_per_row_exact_counts() -> None:

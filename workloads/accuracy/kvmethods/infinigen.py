@@ -46,14 +46,13 @@ def skew_matrices(queries: torch.Tensor, n_rep: int) -> torch.Tensor:
     return vh.transpose(-1, -2).to(queries.dtype)
 
 
-def partial_columns(q_skew: torch.Tensor, k_skew: torch.Tensor, n_rep: int, ratio: float) -> torch.Tensor:
-    """Per KV-head group, the r*d columns with the largest sum of |Q~| + |K~| over the window.
+def window_masses(q_skew: torch.Tensor, k_skew: torch.Tensor, rep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per head group, the column masses over the window (the paper's per-request rule): sum over its
+    ``rep`` query heads and the tokens of |Q~|, and over the tokens of |K~|.
 
-    q_skew: [H, T, d], k_skew: [H_kv, T, d] -> column indices [H_kv, r*d]."""
+    q_skew: [G * rep, T, d], k_skew: [G, T, d] -> ([G, d], [G, d])."""
     H, T, d = q_skew.shape
-    mass = q_skew.abs().reshape(H // n_rep, n_rep, T, d).sum(dim=(1, 2)) + k_skew.abs().sum(dim=1)
-    n_cols = max(1, int(round(ratio * d)))
-    return mass.topk(n_cols, dim=-1).indices
+    return q_skew.abs().reshape(H // rep, rep, T, d).sum(dim=(1, 2)), k_skew.abs().sum(dim=1)
 
 
 @dataclass(frozen=True)
@@ -199,8 +198,7 @@ def _partial(x: SelectionInput, q_spec: torch.Tensor) -> tuple[torch.Tensor, tor
         q_mass = q_mass.reshape(-1, rep, d).sum(1).to(q.dtype)
         k_mass = k_mass.to(q.dtype)
     else:  # per request: the window plays the prompt
-        q_mass = q_sk.abs().reshape(-1, rep, q.shape[1], d).sum(dim=(1, 2))
-        k_mass = k_sk.abs().sum(dim=1)
+        q_mass, k_mass = window_masses(q_sk, k_sk, rep)
     mask = column_mask(q_mass, k_mass, n_cols, spec.column_rule).to(q.dtype)  # [G, d]
     qp = qs_sk * mask.repeat_interleave(rep, dim=0).unsqueeze(1)
     kp = (k_sk * mask.unsqueeze(1)).repeat_interleave(rep, dim=0)
