@@ -505,12 +505,12 @@ class KVConfig:
 
     method: str = "dense"  # dense | infinigen | h2o | local | oracle_topk
     budget: float = 0.2  # cap (InfiniGen) or fixed budget (baselines), fraction of the window
-    alpha: float = 4.0  # InfiniGen threshold on the speculated-score gap to the row maximum
-    partial_ratio: float = 0.2  # InfiniGen r
+    alpha: float = 5.0  # InfiniGen threshold on the speculated-score gap to the row maximum (paper: Llama-2 5)
+    partial_ratio: float = 0.4  # InfiniGen r (0.4 x 64 = 26 columns, as the reference's 0.2 x 128 on OPT)
     pool_size: float = 1.0  # CPU KV pool, fraction of the window (1 = no eviction)
     eviction: str = "counter"  # counter | lru | fifo
     dense_layers: int = 2
-    spec_input: str = "prev"  # prev | prev_own_norm | real (upper bound): what InfiniGen speculates layer l from
+    spec_input: str = "prev_own_norm"  # prev | prev_own_norm | real (upper bound): InfiniGen speculates layer l from
     skew_per: str = "kv_head"  # kv_head | query_head: one skewing matrix per KV head or per query head
     partial_cols: int = 0  # > 0: partial columns per head as a count (else partial_ratio x head_dim)
     column_rule: str = "sum"  # sum (paper) | union (accuracy code): how the partial columns are chosen

@@ -79,7 +79,7 @@ def test_tender_runs_through_the_model_path(oracle: AccuracyOracle, bits: int) -
     assert math.isfinite(calibrated.ppl)
 
 
-@pytest.mark.parametrize("changes", [{}, {"spec_input": "prev_own_norm"}, {"skew_per": "query_head"},
+@pytest.mark.parametrize("changes", [{}, {"spec_input": "prev"}, {"skew_per": "query_head"},
                                      {"column_rule": "union", "column_source": "offline"}, {"count_rule": "per_head"}])
 def test_infinigen_runs_through_the_model_path(oracle: AccuracyOracle, changes: dict) -> None:
     kv = KVSpec(method="infinigen", budget=0.5, alpha=4.0, dense_layers=1, report=True, **changes)

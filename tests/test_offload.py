@@ -164,3 +164,17 @@ def test_a_range_must_hold_its_value(make_cfg: Callable[..., Config]) -> None:
 def test_an_unknown_budget_base_is_a_configuration_error(make_cfg: Callable[..., Config]) -> None:
     with pytest.raises(ConfigError, match=r"system.mechanism.budget_base.*'prompt'"):
         system(make_cfg, "h2o", "system.mechanism.budget_base.value=tokens")
+
+
+@pytest.mark.parametrize(("model", "head_dim"), [("opt_6_7b", 128), ("smollm2_135m", 64)])
+def test_measured_speculation_keeps_the_targets_column_count(make_cfg: Callable[..., Config], model: str,
+                                                            head_dim: int) -> None:
+    """The accuracy measured for a design point keeps r x the target's head_dim partial columns (the speculation
+    the cost model charges for) and takes the speculation variant from kv.*."""
+    cfg = make_cfg(["system=infinigen", f"model={model}", "kv.skew_per=query_head"])
+    sys_ = OffloadSystem(cfg)
+    point = {**cfg.system.hw, "partial_ratio": 0.2, "alpha": 6.0, "budget": 0.3}
+    _, kv = sys_.accuracy_spec(point)
+    assert kv.method == "infinigen" and kv.alpha == 6.0 and kv.budget == 0.3
+    assert kv.partial_cols == round(0.2 * head_dim)
+    assert kv.skew_per == "query_head" and kv.spec_input == cfg.kv.spec_input and not kv.report

@@ -16,7 +16,7 @@ QUANT_VARIANTS = {"method": "per_token", "bits": 8, "groups": 4, "chunk": 64, "m
                   "quantize_weights": False, "quantize_attention": True}
 KV = KVSpec("infinigen", budget=0.2, alpha=4.0, partial_ratio=0.2, pool_size=1.0, eviction="counter", dense_layers=2)
 KV_VARIANTS = {"method": "h2o", "budget": 0.3, "alpha": 6.0, "partial_ratio": 0.3, "pool_size": 0.5,
-               "eviction": "lru", "dense_layers": 1, "spec_input": "prev_own_norm", "skew_per": "query_head",
+               "eviction": "lru", "dense_layers": 1, "spec_input": "prev", "skew_per": "query_head",
                "partial_cols": 26, "column_rule": "union", "column_source": "offline", "count_rule": "per_head",
                "report": True}  # report: its measurements also store the speculation quality
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -103,6 +103,8 @@ class System(ABC):
 
         self.name = cfg.system.name
         self.kv_method = cfg.system.kv_method
+        self.kv_variant = cfg.kv.to_spec()  # kv.* knobs a design point does not set (speculation variant, eviction)
+        self.target_head_dim = cfg.model.to_shape().head_dim
         self.hw = dict(cfg.system.hw)
         self.tech_name = cfg.tech.name
         self.catalogs = {n: Catalog.from_config(n, k) for n, k in cfg.system.catalog.items()}
@@ -141,6 +143,18 @@ class System(ABC):
         """One design's hardware as data (dse/hardware.py: Timeloop/Accelergy and SCALE-Sim exports), or None
         for a system without a PE array."""
         return None
+
+    def kv_spec(self, point: dict[str, Any], dense_layers: int, **knobs: Any) -> KVSpec | None:
+        """The KV selection measured for a design point (None without a KV method): ``kv.*`` for what the point
+        does not set, the point's budget and alpha, and as many partial columns as the point's r keeps of the
+        target model's head (r x head_dim of the target, e.g. 0.2 x 128 = 26 on OPT), capped by the proxy's
+        head when measured: the speculation the cost model charges for is the one whose accuracy is measured."""
+        if self.kv_method is None:
+            return None
+        cols = max(1, round(float(point["partial_ratio"]) * self.target_head_dim))
+        return replace(self.kv_variant, method=self.kv_method, budget=float(point["budget"]),
+                       alpha=float(point["alpha"]), partial_ratio=float(point["partial_ratio"]), partial_cols=cols,
+                       dense_layers=dense_layers, report=False, **knobs)
 
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
         """(QuantSpec, KVSpec or None) of the algorithms this design runs, for the accuracy oracle, or

@@ -37,12 +37,8 @@ class OffloadSystem(System):
         return offload.OffloadDesign.from_mapping(points)
 
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
-        if self.kv_method is None:
-            return None
-        kv = KVSpec(method=self.kv_method, budget=float(point["budget"]), alpha=float(point["alpha"]),
-                    partial_ratio=float(point["partial_ratio"]), pool_size=float(point["pool_fraction"]),
-                    dense_layers=self.scheme.dense_layers)
-        return QuantSpec(), kv
+        kv = self.kv_spec(point, self.scheme.dense_layers, pool_size=float(point["pool_fraction"]))
+        return None if kv is None else (QuantSpec(), kv)
 
     def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
         """With measured selected-token fractions (InfiniGen on the proxy model, by relative position in

@@ -38,11 +38,7 @@ class TenderInfiniGenSystem(System):
         return joint.JointDesign.from_mapping(points)
 
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
-        kv = None
-        if self.kv_method is not None:
-            kv = KVSpec(method=self.kv_method, budget=float(point["budget"]), alpha=float(point["alpha"]),
-                        partial_ratio=float(point["partial_ratio"]), dense_layers=self.offload.dense_layers)
-        return tender_quant(point), kv
+        return tender_quant(point), self.kv_spec(point, self.offload.dense_layers)
 
     def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
         scheme, points = with_measured_selection(self.offload, points, measured,

@@ -64,12 +64,12 @@ class QuantSpec:
 class KVSpec:
     method: str = "dense"
     budget: float = 0.2
-    alpha: float = 4.0
-    partial_ratio: float = 0.2
+    alpha: float = 5.0
+    partial_ratio: float = 0.4
     pool_size: float = 1.0
     eviction: str = "counter"
     dense_layers: int = 2
-    spec_input: str = "prev"
+    spec_input: str = "prev_own_norm"
     skew_per: str = "kv_head"
     partial_cols: int = 0  # > 0: this many columns per head instead of partial_ratio x head_dim
     column_rule: str = "sum"
