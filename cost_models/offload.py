@@ -56,6 +56,8 @@ class OffloadScheme:
     dense_layers: int = 2
     int4_bytes_ratio: float = 0.28125
     int4_dequant_gbps: float = 0.0  # GPU dequantisation throughput of the INT4 cache (bytes of FP16 out per s)
+    cache_bits: int = 16  # the KV cache's width as stored (16: FP16; 4: FlexGen's compression), for the accuracy
+    cache_group: int = 64  # values per compression group (FlexGen: 64 along the head dimension)
     k_table_ctx: tuple[float, ...] = ()
     k_table_tokens: tuple[float, ...] = ()
     topk_elems_per_s: float = 1e11  # GPU top-k throughput over speculated scores

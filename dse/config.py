@@ -487,7 +487,7 @@ class QuantConfig:
     groups: int = 8
     chunk: int = 256
     mode: str = "runtime"  # runtime | calibrated
-    rounding: str = "rup"  # rup | rdn
+    rounding: str = "auto"  # rup | rdn | auto (calibrated: the lower NLL on one calibration window; runtime: rup)
     quantize_weights: bool = True
     quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too
     outlier_ratio: float = 0.03  # olaccel: share of values kept at high precision per tensor / weight row
@@ -517,6 +517,8 @@ class KVConfig:
     column_source: str = "request"  # request (paper: from the prompt) | offline (calibration text)
     count_rule: str = "mean"  # mean (paper: one count per row) | per_head
     report: bool = False  # measure the speculation quality per layer too (recall, rank correlation)
+    cache_bits: int = 16  # 16 (FP16) | 8 | 4: FlexGen's group-wise asymmetric KV-cache compression
+    cache_group: int = 64  # values per compression group along the head dimension
 
     def __post_init__(self) -> None:
         self.to_spec()

@@ -103,6 +103,8 @@ class AccuracyOracle:
         self._calib: dict[int, Any] = {}
         self._calib_ids: Any = None
         self._skew: Any = None
+        self._attn_calib: Any = None
+        self._rounding: dict[Any, tuple[str, dict[str, float]]] = {}
         self.measured = 0
         self.store = store if store is not None else LocalStore(self.cache_dir / "accuracy.sqlite", owner)
 
@@ -161,7 +163,7 @@ class AccuracyOracle:
         if not uses_calib:
             payload["calib_sha256"] = None
             payload["calib_windows"] = None
-        if kv is not None and kv.selects:  # dense attention keeps the keys of quantisation-only runs
+        if kv is not None and kv.active:  # model-own attention keeps the keys of quantisation-only runs
             payload["kv"] = dataclasses.asdict(kv)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -232,6 +234,37 @@ class AccuracyOracle:
             self._calib[chunk] = collect_calibration(lm.model, self._calib_windows(), chunk, lm.device)
         return self._calib[chunk]
 
+    def _attention_calibration(self) -> Any:
+        """Tender (all)'s static K and V statistics from the calibration text (once per oracle)."""
+        from workloads.accuracy.emulation import collect_attention_calibration
+
+        if self._attn_calib is None:
+            lm = self._load()[0]
+            self._attn_calib = collect_attention_calibration(lm.model, self._calib_windows(), lm.device)
+        return self._attn_calib
+
+    def _resolve_rounding(self, spec: Any, calib: Any, attn_calib: Any) -> tuple[Any, dict[str, Any]]:
+        """``quant.rounding=auto`` in calibrated mode: rup or rdn, whichever gives the lower NLL on one calibration
+        window, one global choice (the reference, tender.md 4); memoised per quantisation without the rounding."""
+        if spec.rounding != "auto":
+            return spec, {}
+        from workloads.accuracy.emulation import quantized
+        from workloads.accuracy.perplexity import perplexity
+        from workloads.accuracy.text import Windows
+
+        lm = self._load()[0]
+        memo_key = dataclasses.replace(spec, rounding="rup")
+        if memo_key not in self._rounding:
+            nll = {}
+            window = Windows(self._calib_windows()[:1])
+            for rounding in ("rup", "rdn"):
+                with quantized(lm.model, dataclasses.replace(spec, rounding=rounding), calib, attn_calib):
+                    nll[rounding] = perplexity(lm.model, window, device=lm.device).window_nll[0]
+            self._rounding[memo_key] = (min(nll, key=lambda r: (nll[r], r)), nll)
+        chosen, nll = self._rounding[memo_key]
+        log.info("quant.rounding=auto: %s (calibration-window NLL rup %.4f, rdn %.4f)", chosen, nll["rup"], nll["rdn"])
+        return dataclasses.replace(spec, rounding=chosen), {"rounding": chosen, "rounding_nll": nll}
+
     def _skew_matrices(self) -> Any:
         """InfiniGen's skewing matrices from the calibration text (once per oracle)."""
         from workloads.accuracy.kvselect import calibrate_skew
@@ -249,7 +282,10 @@ class AccuracyOracle:
         from workloads.accuracy.perplexity import perplexity
 
         lm, windows, _ = self._load()
-        calib = self._calibration(spec.chunk) if spec.method == "tender" and spec.mode == "calibrated" else None
+        calibrated = spec.method == "tender" and spec.mode == "calibrated"
+        calib = self._calibration(spec.chunk) if calibrated else None
+        attn_calib = self._attention_calibration() if calibrated and spec.quantize_attention else None
+        spec, chosen = self._resolve_rounding(spec, calib, attn_calib) if calibrated else (spec, {})
         desc = f"ppl[{spec.method}" + (f" b{spec.bits} G{spec.groups} S{spec.chunk} {spec.mode}"
                                         if spec.method == "tender" else f" b{spec.bits}" if spec.method != "none"
                                         else "")
@@ -259,8 +295,8 @@ class AccuracyOracle:
         with contextlib.ExitStack() as stack:
             bar = stack.enter_context(tqdm(total=windows.count, desc=desc, unit="win", leave=False,
                                            disable=not self.cfg.progress))
-            stack.enter_context(quantized(lm.model, spec, calib))
-            if method is not None and method.select is not None:
+            stack.enter_context(quantized(lm.model, spec, calib, attn_calib))
+            if method is not None and kv.active:
                 skew = self._skew_matrices() if method.needs_skew else None
                 selector = stack.enter_context(kv_selection(lm.model, Selector(kv, skew=skew,
                                                                                quality={} if kv.report else None)))
@@ -268,5 +304,7 @@ class AccuracyOracle:
         stats = selected_token_stats(selector, windows.seq_len) if selector is not None else None
         if stats is not None and kv.report:
             stats["quality"] = quality_stats(selector)
+        if chosen:
+            stats = {**(stats or {}), **chosen}
         log.info("%s: ppl %.4f over %d tokens", desc, result.ppl, result.tokens)
         return result.ppl, result.tokens, stats

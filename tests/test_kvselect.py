@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from workloads.accuracy import kvselect as ks
+from workloads.accuracy.kvmethods import h2o_online
 from workloads.accuracy.kvmethods import infinigen as ig
-from workloads.accuracy.kvmethods._base import keep_top_per_row
+from workloads.accuracy.kvmethods._base import SelectionInput, blocked_mask, keep_top_per_row
+from workloads.accuracy.quant import group_fake_quant
 
 
 def qk(H: int = 6, Hkv: int = 2, T: int = 40, d: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,3 +110,78 @@ def test_lru_and_counter_differ_from_fifo() -> None:
         sets[policy] = set((evicted_at[0] >= 0).nonzero().flatten().tolist())
         assert len(sets[policy]) == T - capacity
     assert sets["lru"] != sets["fifo"] and sets["counter"] != sets["fifo"]
+
+
+def _h2o_by_hand(logits: torch.Tensor, cap: int) -> torch.Tensor:
+    """H2O's real-drop cache, one head and one decode step at a time with Python sets: [T, T] attended."""
+    T = logits.shape[0]
+    recent = max(1, cap // 2)
+    cache: set[int] = set()
+    score = [0.0] * T
+    seen = torch.zeros(T, T, dtype=torch.bool)
+    for t in range(T):
+        cache.add(t)
+        idx = sorted(cache)
+        probs = torch.softmax(logits[t, idx], dim=-1)
+        for j, p in zip(idx, probs.tolist(), strict=True):
+            score[j] += p
+        seen[t, idx] = True
+        if len(cache) >= cap:
+            old = [j for j in cache if j < t + 1 - recent]
+            if old:
+                cache.remove(min(old, key=lambda j: (score[j], j)))
+    return seen
+
+
+def _selection_input(logits: torch.Tensor, cap: int, window: int | None = None) -> SelectionInput:
+    H, T, _ = logits.shape
+    return SelectionInput(None, None, 2, torch.zeros(H, T, 4), torch.zeros(H, T, 4), logits, 1.0, 1, cap, window)
+
+
+def test_h2o_online_is_the_reference_cache() -> None:
+    """Each decode step attends to exactly k entries (its own token among them), the k/2 most recent always,
+    an evicted token never returns, and the choice equals a one-step-at-a-time Python version."""
+    g = torch.Generator().manual_seed(3)
+    H, T, cap = 3, 48, 10
+    logits = (torch.randn(H, T, T, generator=g, dtype=torch.float64) * 2).masked_fill(
+        blocked_mask(T, None, torch.device("cpu")), -math.inf)
+    drop, counts = h2o_online.select(_selection_input(logits, cap))
+    keep = ~drop  # rows cap..T-1
+    assert keep.sum(-1).eq(cap).all() and counts[cap:].eq(cap).all()
+    rows = torch.arange(cap, T)
+    for back in range(cap // 2):
+        assert keep[:, torch.arange(T - cap), rows - back].all()
+    for h in range(H):
+        by_hand = _h2o_by_hand(logits[h], cap)
+        assert torch.equal(keep[h], by_hand[cap:])
+        for j in range(T):  # a token's rows form one run: once evicted, it never returns
+            present = keep[h][:, j].int()
+            assert (present[1:] - present[:-1]).clamp(min=0).sum() <= int(j >= cap)
+
+
+@pytest.mark.parametrize("name", ["h2o", "h2o_online", "local", "oracle_topk"])
+def test_selections_stay_inside_a_sliding_window(name: str) -> None:
+    g = torch.Generator().manual_seed(4)
+    H, T, cap, window = 2, 40, 12, 8
+    blocked = blocked_mask(T, window, torch.device("cpu"))
+    i, j = torch.meshgrid(torch.arange(T), torch.arange(T), indexing="ij")
+    assert torch.equal(~blocked, (j <= i) & (j > i - window))  # transformers' sliding_window_overlay + causal
+    logits = torch.randn(H, T, T, generator=g).masked_fill(blocked, -math.inf)
+    drop, counts = ks.kv_method(name).select(_selection_input(logits, cap, window))
+    assert not (~drop & blocked[cap:]).any()
+    assert counts.max() <= window
+
+
+def test_flexgen_group_quantisation() -> None:
+    """4-bit asymmetric groups of 64 along the last dimension: per group 16 levels between its min and max, error at
+    most half a step (plus FP16 rounding of min and scale), a partial last group handled by padding."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 7, 160, generator=g) * torch.linspace(0.1, 5, 160)
+    y = group_fake_quant(x, 4, 64)
+    assert y.shape == x.shape
+    for lo, hi in ((0, 64), (64, 128), (128, 160)):
+        gx, gy = x[..., lo:hi], y[..., lo:hi]
+        step = (gx.amax(-1) - gx.amin(-1)) / 15
+        assert (gy - gx).abs().amax(-1).le(step / 2 * 1.01 + 1e-3 * gx.abs().amax(-1)).all()
+        assert all(len(torch.unique(r)) <= 16 for r in gy.reshape(-1, hi - lo))
+    assert torch.equal(group_fake_quant(torch.zeros(2, 64), 4, 64), torch.zeros(2, 64))

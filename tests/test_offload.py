@@ -178,3 +178,14 @@ def test_measured_speculation_keeps_the_targets_column_count(make_cfg: Callable[
     assert kv.method == "infinigen" and kv.alpha == 6.0 and kv.budget == 0.3
     assert kv.partial_cols == round(0.2 * head_dim)
     assert kv.skew_per == "query_head" and kv.spec_input == cfg.kv.spec_input and not kv.report
+
+
+def test_int4_cache_is_measured_as_it_is_moved(make_cfg: Callable[..., Config]) -> None:
+    """system=int4kv measures accuracy over the same compressed cache whose bytes it moves: 4-bit codes plus an
+    FP16 min and scale per group of 64 is the byte ratio of its mechanism."""
+    cfg = make_cfg(["system=int4kv"])
+    sys_ = OffloadSystem(cfg)
+    _, kv = sys_.accuracy_spec(dict(cfg.system.hw))
+    assert kv.method == "dense" and kv.active and (kv.cache_bits, kv.cache_group) == (4, 64)
+    bits, group = sys_.scheme.cache_bits, sys_.scheme.cache_group
+    assert sys_.scheme.int4_bytes_ratio == pytest.approx((bits * group + 2 * 16) / (16 * group), rel=1e-12)

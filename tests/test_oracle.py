@@ -18,7 +18,7 @@ KV = KVSpec("infinigen", budget=0.2, alpha=4.0, partial_ratio=0.2, pool_size=1.0
 KV_VARIANTS = {"method": "h2o", "budget": 0.3, "alpha": 6.0, "partial_ratio": 0.3, "pool_size": 0.5,
                "eviction": "lru", "dense_layers": 1, "spec_input": "prev", "skew_per": "query_head",
                "partial_cols": 26, "column_rule": "union", "column_source": "offline", "count_rule": "per_head",
-               "report": True}  # report: its measurements also store the speculation quality
+               "report": True, "cache_bits": 4, "cache_group": 32}  # report: also stores the speculation quality
 
 
 @pytest.fixture
@@ -58,6 +58,16 @@ def test_every_kv_field_changes_the_key(oracle: AccuracyOracle) -> None:
     assert base not in keys.values()
     assert len(set(keys.values())) == len(keys)
     assert oracle.key(QuantSpec(), KVSpec("dense")) == oracle.key(QuantSpec())  # dense = no selection
+    assert oracle.key(QuantSpec(), KVSpec("dense", cache_bits=4)) != oracle.key(QuantSpec())  # a compressed cache
+
+
+def test_auto_rounding_is_rup_in_runtime_mode(oracle: AccuracyOracle) -> None:
+    """Runtime mode is always rup (the reference), so 'auto' there is the same measurement as 'rup'; in calibrated
+    mode 'auto' (the NLL choice) is its own key."""
+    runtime = QuantSpec("tender", bits=4, mode="runtime", rounding="auto")
+    assert runtime.rounding == "rup" and oracle.key(runtime) == oracle.key(dataclasses.replace(runtime, rounding="rup"))
+    assert oracle.key(dataclasses.replace(QUANT, rounding="auto")) not in {
+        oracle.key(dataclasses.replace(QUANT, rounding=r)) for r in ("rup", "rdn")}
 
 
 def test_every_identity_field_changes_the_key(oracle: AccuracyOracle) -> None:

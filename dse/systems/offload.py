@@ -37,7 +37,8 @@ class OffloadSystem(System):
         return offload.OffloadDesign.from_mapping(points)
 
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
-        kv = self.kv_spec(point, self.scheme.dense_layers, pool_size=float(point["pool_fraction"]))
+        kv = self.kv_spec(point, self.scheme.dense_layers, pool_size=float(point["pool_fraction"]),
+                          cache_bits=self.scheme.cache_bits, cache_group=self.scheme.cache_group)
         return None if kv is None else (QuantSpec(), kv)
 
     def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:

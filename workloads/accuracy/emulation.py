@@ -125,24 +125,77 @@ def site_name(full: str, child: str) -> str:
 
 
 ATTN_NAME = "tide_tender_all"
+CAPTURE_NAME = "tide_capture_kv"
+
+
+@dataclass(frozen=True)
+class AttentionStats:
+    """One layer's static Tender (all) statistics from the calibration windows (tender.md 4: "a per-key-token K
+    scale and a per-channel V scale"): per KV head, the maximum over the windows of max_c |K - b_K| at each key
+    position [H_kv, T], and of |V| per head-dim channel over all tokens [H_kv, d]."""
+
+    k_absmax: torch.Tensor
+    v_absmax: torch.Tensor
 
 
 def tender_all_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                          attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
-                         **kwargs: object) -> tuple[torch.Tensor, None]:
-    """Causal attention with Tender-quantised QK^T and PV (batch items one by one)."""
+                         sliding_window: int | None = None, **kwargs: object) -> tuple[torch.Tensor, None]:
+    """Causal attention (within the layer's sliding window, if any) with Tender-quantised QK^T and PV (batch items
+    one by one); with the layer's :class:`AttentionStats` (calibrated mode) the K and V scales are static."""
     spec: QuantSpec = module.tide_quant_spec  # type: ignore[assignment]
+    stats: AttentionStats | None = getattr(module, "tide_attn_stats", None)
     n_rep = query.shape[1] // key.shape[1]
     k_full, v_full = key.repeat_interleave(n_rep, dim=1), value.repeat_interleave(n_rep, dim=1)
+    static = {} if stats is None else {"k_absmax": stats.k_absmax.repeat_interleave(n_rep, dim=0),
+                                       "v_absmax": stats.v_absmax.repeat_interleave(n_rep, dim=0)}
     out = torch.stack([quant.tender_attention(query[i], k_full[i], v_full[i], scaling, bits=spec.bits,
-                                              groups=spec.groups, chunk=spec.chunk) for i in range(query.shape[0])])
+                                              groups=spec.groups, chunk=spec.chunk, window=sliding_window, **static)
+                       for i in range(query.shape[0])])
     return out.transpose(1, 2).contiguous(), None
 
 
+def capture_kv_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                         attention_mask: torch.Tensor | None, **kwargs: object) -> tuple[torch.Tensor, None]:
+    """The model's own (SDPA) attention, recording the layer's post-RoPE keys and values on the way."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    module.tide_kv_seen.append((key[0].detach().float(), value[0].detach().float()))  # type: ignore[union-attr]
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def collect_attention_calibration(model: nn.Module, windows: torch.Tensor, device: torch.device
+                                  ) -> dict[int, AttentionStats]:
+    """Tender (all)'s static K and V statistics per layer from the calibration windows (:class:`AttentionStats`)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(CAPTURE_NAME, capture_kv_attention)
+    previous = model.config._attn_implementation  # type: ignore[union-attr]
+    modules = [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "q_proj")]
+    for m in modules:
+        m.tide_kv_seen = []
+    try:
+        model.set_attn_implementation(CAPTURE_NAME)  # type: ignore[operator]
+        for i in range(windows.shape[0]):
+            model.model(input_ids=windows[i:i + 1].to(device), use_cache=False)  # type: ignore[attr-defined]
+        out = {}
+        for m in modules:
+            k_max = torch.stack([quant.key_bias_and_max(k)[1][..., 0] for k, _ in m.tide_kv_seen]).amax(0)
+            v_max = torch.stack([v.abs().amax(-2) for _, v in m.tide_kv_seen]).amax(0)
+            out[int(m.layer_idx)] = AttentionStats(k_absmax=k_max, v_absmax=v_max)
+        return out
+    finally:
+        for m in modules:
+            del m.tide_kv_seen
+        model.set_attn_implementation(previous)  # type: ignore[operator]
+
+
 @contextlib.contextmanager
-def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkStats] | None = None
-              ) -> Iterator[dict[str, Site]]:
-    """Wrap every linear layer for the duration of the block; the model is restored afterwards."""
+def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkStats] | None = None,
+              attn_calib: dict[int, AttentionStats] | None = None) -> Iterator[dict[str, Site]]:
+    """Wrap every linear layer for the duration of the block; the model is restored afterwards. ``attn_calib``
+    (Tender (all) in calibrated mode): the static K and V statistics per layer."""
     if spec.method == "none":
         yield {}
         return
@@ -169,12 +222,17 @@ def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkSta
             for m in model.modules():
                 if hasattr(m, "layer_idx") and hasattr(m, "q_proj"):
                     m.tide_quant_spec = spec
+                    m.tide_attn_stats = (attn_calib or {}).get(int(m.layer_idx))
             model.set_attn_implementation(ATTN_NAME)  # type: ignore[operator]
         yield sites
     finally:
         for parent, child, lin in swapped:
             setattr(parent, child, lin)
         if spec.quantize_attention:
+            for m in model.modules():
+                for attr in ("tide_quant_spec", "tide_attn_stats"):
+                    if hasattr(m, attr):
+                        delattr(m, attr)
             model.set_attn_implementation(previous)  # type: ignore[operator]
 
 

@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from workloads.accuracy.kvmethods._base import KVMethod, SelectionInput, upper_mask
+from workloads.accuracy.kvmethods._base import KVMethod, SelectionInput, blocked_mask
 from workloads.accuracy.kvmethods.infinigen import Skew, calibrated_skew
+from workloads.accuracy.quant import group_fake_quant
 from workloads.accuracy.specs import KVSpec
 
 ATTN_NAME = "tide_select"
@@ -59,39 +60,45 @@ class Selector:
 
 def select_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
-                     **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """Causal attention where each row sees only the keys selected for it (batch 1)."""
+                     sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Causal attention (within the layer's sliding window, if any) where each row sees only the keys selected
+    for it, over the KV cache as stored (``kv.cache_bits``) (batch 1)."""
     selector: Selector | None = getattr(module, "tide_selector", None)
     layer = int(module.layer_idx)
+    spec = selector.spec if selector is not None else KVSpec()
+    if spec.cache_bits < 16:  # every row reads K and V from the compressed cache
+        key = group_fake_quant(key, spec.cache_bits, spec.cache_group)
+        value = group_fake_quant(value, spec.cache_bits, spec.cache_group)
     n_rep = query.shape[1] // key.shape[1]
     if selector is not None and selector.capture is not None:
         selector.capture[layer] = (query[0].detach(), key[0].detach())
     k_full = key.repeat_interleave(n_rep, dim=1)
     v_full = value.repeat_interleave(n_rep, dim=1)
     T = query.shape[2]
-    spec = selector.spec if selector is not None else KVSpec()
+    blocked = blocked_mask(T, sliding_window, query.device)
     method = kv_method(spec.method)
     sparse = method.select is not None and layer >= spec.dense_layers and selector is not None
     cap = max(1, int(math.floor(spec.budget * T)))
-    if sparse and not method.exact_logits:
-        # The method never reads the exact logits, so the attention itself runs fused (SDPA) under the
-        # selection mask.
-        keep = ~upper_mask(T, query.device).unsqueeze(0).repeat(query.shape[1], 1, 1)
-        if cap < T:
-            drop, counts = method.select(SelectionInput(module, selector, layer, query[0], key[0], None, scaling,
-                                                        n_rep, cap))
-            keep[:, cap:, :] &= ~drop
-            selector.counts.setdefault(layer, []).append(counts)
+
+    def selection(logits: torch.Tensor | None) -> torch.Tensor:
+        drop, counts = method.select(SelectionInput(module, selector, layer, query[0], key[0], logits, scaling,
+                                                    n_rep, cap, sliding_window))
+        selector.counts.setdefault(layer, []).append(counts)
+        return drop
+
+    if not sparse or not method.exact_logits:
+        # Nothing reads the exact logits, so the attention itself runs fused (SDPA) under the mask.
+        keep = ~blocked
+        if sparse and cap < T:
+            keep = keep.unsqueeze(0).repeat(query.shape[1], 1, 1)
+            keep[:, cap:, :] &= ~selection(None)
         out = torch.nn.functional.scaled_dot_product_attention(query, k_full, v_full, attn_mask=keep.unsqueeze(0),
                                                                scale=scaling)
         return out.transpose(1, 2).contiguous(), None
     logits = (query * scaling) @ k_full.transpose(-1, -2)  # [b, H, T, T]
-    logits.masked_fill_(upper_mask(T, query.device), -math.inf)
-    if sparse and cap < T:
-        drop, counts = method.select(SelectionInput(module, selector, layer, query[0], key[0], logits[0], scaling,
-                                                    n_rep, cap))
-        logits[0, :, cap:, :].masked_fill_(drop, -math.inf)  # rows below the cap stay dense
-        selector.counts.setdefault(layer, []).append(counts)
+    logits.masked_fill_(blocked, -math.inf)
+    if cap < T:
+        logits[0, :, cap:, :].masked_fill_(selection(logits[0]), -math.inf)  # rows below the cap stay dense
     probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
     out = probs @ v_full
     return out.transpose(1, 2).contiguous(), None

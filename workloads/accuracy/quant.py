@@ -122,10 +122,13 @@ def tender_fake_quant(x: torch.Tensor, **kw: object) -> tuple[torch.Tensor, torc
     return codes.dequantize(), codes.bias
 
 
-def symmetric_fake_quant(x: torch.Tensor, bits: int, dim: int | None) -> torch.Tensor:
-    """Symmetric round-to-nearest; ``dim=None`` per tensor, ``dim=-1`` per row (token / output channel)."""
+def symmetric_fake_quant(x: torch.Tensor, bits: int, dim: int | None, amax: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+    """Symmetric round-to-nearest; ``dim=None`` per tensor, ``dim=-1`` per row (token / output channel). ``amax``:
+    static (calibrated) maxima broadcastable to ``x`` instead of the runtime ones (values beyond them clip)."""
     qmin, qmax = qrange(bits, True)
-    amax = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
+    if amax is None:
+        amax = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
     scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
     return torch.clamp(torch.round(x / scale), qmin, qmax) * scale
 
@@ -147,6 +150,23 @@ def outlier_fake_quant(x: torch.Tensor, bits: int, ratio: float, dim: int | None
     scale = torch.where(threshold > 0, threshold / qmax, torch.ones_like(threshold))
     normal = torch.clamp(torch.round(x / scale), qmin, qmax) * scale
     return torch.where(x.abs() > threshold, x.to(torch.float16).to(x.dtype), normal)
+
+
+def group_fake_quant(x: torch.Tensor, bits: int, group: int) -> torch.Tensor:
+    """FlexGen's cache compression (``CompressionConfig(num_bits=4, group_size=64, group_dim=2, symmetric=False)``
+    on its [s, b*h, head_dim] cache, i.e. groups along the head dimension): per group of ``group`` values of the
+    last dimension (zero-padded to a multiple), asymmetric min-max codes in [0, 2^b - 1], with the min and the
+    scale stored as FP16 like FlexGen's FP16 tensors."""
+    shape = x.shape
+    d = shape[-1]
+    pad = -d % group
+    g = torch.nn.functional.pad(x, (0, pad)).reshape(*shape[:-1], -1, group)
+    top = 2 ** bits - 1
+    mn = g.amin(-1, keepdim=True).half().float()
+    span = g.amax(-1, keepdim=True) - mn
+    scale = torch.where(span > 0, top / span, torch.ones_like(span)).half().float()
+    codes = ((g - mn) * scale).clamp(0, top).round()
+    return (codes / scale + mn).reshape(*shape[:-1], d + pad)[..., :d].to(x.dtype)
 
 
 def weight_fake_quant(w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -184,29 +204,53 @@ def integer_shift_accumulate(codes: TenderCodes, wq: torch.Tensor, s_w: torch.Te
     return torch.cat(out)[: codes.rows]
 
 
+def static_or_runtime(runtime: torch.Tensor, static: torch.Tensor | None, dim: int) -> torch.Tensor:
+    """Calibrated maxima where they exist (the first ``static.shape[dim]`` positions of ``dim``), runtime ones for the
+    rest (a window longer than the calibration windows)."""
+    if static is None:
+        return runtime
+    n = min(static.shape[dim], runtime.shape[dim])
+    return torch.cat([static.narrow(dim, 0, n), runtime.narrow(dim, n, runtime.shape[dim] - n)], dim=dim)
+
+
+def key_bias_and_max(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tender (all)'s key operand: the per-channel bias over all keys b_K [.., 1, d] and the per-key-token maxima of
+    |K - b_K| [.., T, 1] (the statistics a static scale is calibrated from)."""
+    b_k = (k.amax(-2, keepdim=True) + k.amin(-2, keepdim=True)) / 2
+    return b_k, (k - b_k).abs().amax(-1, keepdim=True)
+
+
 def tender_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scaling: float, *, bits: int,
-                     groups: int, chunk: int) -> torch.Tensor:
+                     groups: int, chunk: int, window: int | None = None, k_absmax: torch.Tensor | None = None,
+                     v_absmax: torch.Tensor | None = None) -> torch.Tensor:
     """Tender (all): causal attention of one sequence with both matmuls quantised (tender.md 2.6).
 
     q: [H, T, d] (after RoPE), k/v: [H, T, d] (KV heads already expanded). Per head:
     Q K^T = Q' K'^T + b_Q K^T + Q b_K^T - b_Q b_K^T, where Q' = Q - b_Q (b_Q per query chunk) is decomposed
     like a linear input and K' = K - b_K (b_K per channel over all keys) is quantised per key token;
     P V with P decomposed over key positions (unsigned, rows chunked by query) and V quantised per
-    head-dim channel. Runtime statistics throughout (the reference's static K/V scales come from
-    calibration)."""
+    head-dim channel. The K and V scales are static when ``k_absmax`` [H, T_cal] (per key position) and
+    ``v_absmax`` [H, d] (per channel) come from calibration (the reference's calibrated mode), else runtime;
+    Q and P use runtime statistics. ``window``: a sliding window (keys ``window`` or more positions back are
+    masked, as transformers does)."""
     H, T, d = q.shape
     qs = q * scaling
-    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    blocked = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    if window is not None and window < T:
+        blocked |= torch.ones(T, T, dtype=torch.bool, device=q.device).tril(-window)
     out = torch.empty_like(q)
     for h in range(H):
         codes = tender_codes(qs[h], bits=bits, groups=groups, chunk=chunk, signed=True, use_bias=True)
         q_hat = codes.dequantize()
         b_q = codes.bias.repeat_interleave(chunk, dim=0)[:T]  # [T, d]
-        b_k = (k[h].amax(0) + k[h].amin(0)) / 2  # per channel over all keys
-        k_hat = symmetric_fake_quant(k[h] - b_k, bits, dim=-1)
+        b_k, k_max = key_bias_and_max(k[h])  # per channel over all keys; per key token
+        k_max = static_or_runtime(k_max[:, 0], None if k_absmax is None else k_absmax[h], 0)[:, None]
+        k_hat = symmetric_fake_quant(k[h] - b_k, bits, dim=-1, amax=k_max)
+        b_k = b_k[0]
         logits = q_hat @ k_hat.T + b_q @ k[h].T + (qs[h] @ b_k)[:, None] - (b_q @ b_k)[:, None]
-        probs = torch.softmax(logits.masked_fill(future, -torch.inf), dim=-1)
+        probs = torch.softmax(logits.masked_fill(blocked, -torch.inf), dim=-1)
         p_hat, _ = tender_fake_quant(probs, bits=bits, groups=groups, chunk=chunk, signed=False, use_bias=False)
-        v_hat = symmetric_fake_quant(v[h], bits, dim=0)  # per head-dim channel
+        v_max = None if v_absmax is None else v_absmax[h][None, :]
+        v_hat = symmetric_fake_quant(v[h], bits, dim=0, amax=v_max)  # per head-dim channel
         out[h] = p_hat @ v_hat
     return out

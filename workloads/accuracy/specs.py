@@ -17,7 +17,7 @@ from workloads.checks import require_choice
 
 QUANT_METHODS = ("none", "tender", "per_tensor", "per_token", "olaccel")
 QUANT_MODES = ("runtime", "calibrated")
-ROUNDINGS = ("rup", "rdn")
+ROUNDINGS = ("rup", "rdn", "auto")  # auto: calibrated mode picks rup or rdn by NLL (the reference); runtime: rup
 EVICTIONS = ("counter", "lru", "fifo")
 #: InfiniGen's speculation input for layer l: layer l-1's normed attention input (the reference), the residual
 #: stream layer l-1 reads normed with layer l's own norm, or layer l's real input (an upper bound)
@@ -26,6 +26,7 @@ SKEW_PER = ("kv_head", "query_head")
 COLUMN_RULES = ("sum", "union")  # the paper's top of sum |Q~| + |K~|; the accuracy code's union of the two tops
 COLUMN_SOURCES = ("request", "offline")  # per request from the window; once, from the calibration text
 COUNT_RULES = ("mean", "per_head")  # one count per row (mean over heads, the paper); each head its own count
+CACHE_BITS = (16, 8, 4)  # FP16, or FlexGen's group-wise compression at 8 or 4 bits
 KV_METHODS_DIR = Path(__file__).resolve().parent / "kvmethods"
 
 
@@ -42,7 +43,7 @@ class QuantSpec:
     groups: int = 8
     chunk: int = 256
     mode: str = "runtime"  # runtime | calibrated
-    rounding: str = "rup"
+    rounding: str = "auto"
     quantize_weights: bool = True
     quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too (runtime statistics)
     outlier_ratio: float = 0.03  # olaccel: share of each activation tensor (and weight row) kept at high precision
@@ -56,6 +57,8 @@ class QuantSpec:
             raise ValueError("quant.groups and quant.chunk must be >= 1")
         require_choice("quant.mode", self.mode, QUANT_MODES)
         require_choice("quant.rounding", self.rounding, ROUNDINGS)
+        if self.rounding == "auto" and self.mode == "runtime":  # the reference's runtime mode is always rup
+            object.__setattr__(self, "rounding", "rup")
         if not 0 <= self.outlier_ratio < 0.5:
             raise ValueError(f"quant.outlier_ratio must be in [0, 0.5), got {self.outlier_ratio}")
 
@@ -76,6 +79,8 @@ class KVSpec:
     column_source: str = "request"
     count_rule: str = "mean"
     report: bool = False  # also measure the speculation's quality per layer (recall, rank correlation)
+    cache_bits: int = 16  # 16: FP16 KV cache; 8 or 4: FlexGen's group-wise asymmetric cache compression
+    cache_group: int = 64  # values per compression group along the head dimension (FlexGen: 64)
 
     def __post_init__(self) -> None:
         require_choice("kv.method", self.method, kv_method_names())
@@ -95,8 +100,16 @@ class KVSpec:
         if not 0 < self.pool_size <= 1:
             raise ValueError(f"kv.pool_size must be in (0, 1], got {self.pool_size}")
         require_choice("kv.eviction", self.eviction, EVICTIONS)
+        require_choice("kv.cache_bits", self.cache_bits, CACHE_BITS)
+        if self.cache_group < 1:
+            raise ValueError(f"kv.cache_group must be >= 1, got {self.cache_group}")
 
     @property
     def selects(self) -> bool:
         """Whether attention is restricted at all ('dense' attends to every past token)."""
         return self.method != "dense"
+
+    @property
+    def active(self) -> bool:
+        """Whether attention differs from the model's own at all (a selection, or a compressed KV cache)."""
+        return self.selects or self.cache_bits < 16

@@ -21,6 +21,16 @@ def upper_mask(T: int, device: torch.device) -> torch.Tensor:
     return torch.ones(T, T, dtype=torch.bool, device=device).triu(1)
 
 
+@functools.lru_cache(maxsize=4)
+def blocked_mask(T: int, window: int | None, device: torch.device) -> torch.Tensor:
+    """[T, T] keys a row may never see: the future, and with a sliding window (Gemma's local layers) the keys
+    ``window`` or more positions back (transformers' ``kv_idx > q_idx - window``); memoised, read-only."""
+    future = upper_mask(T, device)
+    if window is None or window >= T:
+        return future
+    return future | torch.ones(T, T, dtype=torch.bool, device=device).tril(-window)
+
+
 def keep_top_per_row(scores: torch.Tensor, counts: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
     """Boolean mask of each row's ``counts[row]`` largest allowed scores (per head).
 
@@ -48,9 +58,10 @@ def keep_top_per_row(scores: torch.Tensor, counts: torch.Tensor, allowed: torch.
 class SelectionInput:
     """One sparse layer's view of a window: rows ``cap..T-1`` select, earlier rows stay dense.
 
-    ``q``: [H, T, d] real queries; ``k``: [H_kv, T, d] keys; ``logits``: exact causally masked scores
-    [H, T, T] (None for methods that do not ask for them); ``selector``: the per-forward state
-    (``kvselect.Selector``: captured layer inputs, skewing matrices, recorded counts)."""
+    ``q``: [H, T, d] real queries; ``k``: [H_kv, T, d] keys; ``logits``: exact scores [H, T, T], masked where
+    :func:`blocked_mask` blocks (None for methods that do not ask for them); ``selector``: the per-forward state
+    (``kvselect.Selector``: captured layer inputs, skewing matrices, recorded counts); ``window``: the layer's
+    sliding window (None: global attention). A selection never keeps a blocked key."""
 
     module: nn.Module
     selector: Any
@@ -61,6 +72,7 @@ class SelectionInput:
     scaling: float
     n_rep: int
     cap: int
+    window: int | None = None
 
     @property
     def spec(self) -> KVSpec:
@@ -84,13 +96,17 @@ class SelectionInput:
 
     @property
     def dense_counts(self) -> torch.Tensor:
-        """Per row: the tokens a row attends to under a fixed budget (all of them below the cap)."""
-        return torch.clamp(self.rows + 1, max=self.cap)
+        """Per row: the tokens a row attends to under a fixed budget (all it may see below the cap)."""
+        return torch.clamp(self.rows + 1, max=min(self.cap, self.window or self.T))
 
     @cached_property
     def future(self) -> torch.Tensor:
-        """[1, T-cap, T]: the keys after each selecting row."""
-        return upper_mask(self.T, self.q.device)[self.cap:].unsqueeze(0)
+        """[1, T-cap, T]: the keys each selecting row may not see (after it; outside its sliding window)."""
+        return self.blocked(self.cap, self.T)
+
+    def blocked(self, start: int, end: int) -> torch.Tensor:
+        """[1, end-start, end]: the blocked keys of rows ``start..end-1`` (which see keys < end only)."""
+        return blocked_mask(self.T, self.window, self.q.device)[start:end, :end].unsqueeze(0)
 
     def budget_counts(self, count: int) -> torch.Tensor:
         return torch.full((self.T - self.cap,), count, dtype=torch.long)

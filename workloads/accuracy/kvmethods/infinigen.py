@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from workloads.accuracy.kvmethods._base import KVMethod, Selection, SelectionInput, keep_top_per_row, upper_mask
+from workloads.accuracy.kvmethods._base import KVMethod, Selection, SelectionInput, keep_top_per_row
 from workloads.accuracy.specs import KVSpec
 
 
@@ -154,7 +154,7 @@ def evict_with_pool(spec_scores: torch.Tensor, alpha: float, cap: int, capacity:
         top = row.topk(min(c, t + 1), dim=-1).indices
         sel = torch.zeros(H, t + 1, dtype=torch.bool)
         sel.scatter_(1, top, True)
-        sel &= present[:, : t + 1]
+        sel &= present[:, : t + 1] & (row > -math.inf)
         sel[:, t] = True  # the current token's own K/V
         keep[:, t, : t + 1] = sel
         uses[:, : t + 1] += sel[:, : t + 1].float()
@@ -179,6 +179,8 @@ def _speculative_query(module: nn.Module, selector: Any, layer: int, scaling: fl
     b, T, _ = x.shape
     d = module.head_dim
     q = module.q_proj(x).view(b, T, -1, d).transpose(1, 2)
+    if hasattr(module, "q_norm"):  # QK-norm (Gemma 3): the query is normed per head before RoPE
+        q = module.q_norm(q)
     if scaling == 1.0 and hasattr(module, "scaling"):  # OPT folds the 1/sqrt(d) into the query
         q = q * module.scaling
     pe = selector.pos.get(layer)
@@ -225,7 +227,7 @@ def _quality(x: SelectionInput, scores: torch.Tensor, counts: torch.Tensor, star
     the exact top-k by the speculated top-k at the row's k, and (every 16th row) the Spearman correlation of
     the speculated and exact scores over the row's past."""
     exact = (x.q[:, start:end] * x.scaling) @ x.k.repeat_interleave(x.n_rep, dim=0)[:, :end].transpose(-1, -2)
-    exact.masked_fill_(upper_mask(x.T, x.q.device)[start:end, :end].unsqueeze(0), -math.inf)
+    exact.masked_fill_(x.blocked(start, end), -math.inf)
     spec_top = keep_top_per_row(scores, counts, None)
     exact_top = keep_top_per_row(exact, counts, None)
     hit = (spec_top & exact_top).sum(-1).float() / exact_top.sum(-1).clamp(min=1).float()  # [H, B]
@@ -249,7 +251,7 @@ def select(x: SelectionInput) -> Selection:
     scaling, cap = x.scaling, x.cap
     H, T, rows, future = x.H, x.T, x.rows, x.future
     if layer == 0 or (layer - 1) not in selector.xa:
-        return future.expand(H, -1, -1), rows + 1
+        return future.expand(H, -1, -1), torch.clamp(rows + 1, max=x.window or T)
     q_spec = _speculative_query(x.module, selector, layer, scaling)[0]  # [H, T, d]
     qp, kp = _partial(x, q_spec)
     if spec.pool_size < 1.0:
@@ -257,7 +259,7 @@ def select(x: SelectionInput) -> Selection:
         full = torch.full((H, T, T), -math.inf)
         full[:, cap:] = spec_scores
         keep, counts, _ = evict_with_pool(full, spec.alpha, cap, max(1, int(spec.pool_size * T)), spec.eviction)
-        counts = torch.where(rows < cap, rows + 1, counts)
+        counts = torch.where(rows < cap, torch.clamp(rows + 1, max=x.window or T), counts)
         return ~keep[:, cap:], counts
     per_head = spec.count_rule == "per_head"
     # Row blocks: rows r < e only see keys < e, so each block works on its causal width only.
@@ -267,7 +269,7 @@ def select(x: SelectionInput) -> Selection:
     for start in range(cap, T, block):
         end = min(start + block, T)
         scores = (qp[:, start - cap:end - cap] * scaling) @ kp[:, :end].transpose(-1, -2)  # [H, B, end]
-        scores.masked_fill_(upper_mask(T, x.q.device)[start:end, :end].unsqueeze(0), -math.inf)
+        scores.masked_fill_(x.blocked(start, end), -math.inf)
         c = infinigen_counts(scores, spec.alpha, cap, per_head)
         if selector.quality is not None:
             _quality(x, scores, c, start, end)
