@@ -24,7 +24,7 @@ def model_bench_args(doc: str | None, repeats: int) -> argparse.Namespace:
 def proxy_window(seq_len: int) -> tuple[AccuracyConfig, LoadedModel, torch.Tensor]:
     """The default accuracy config, the proxy model it names, and its first evaluation window."""
     cfg = AccuracyConfig()
-    lm = load(cfg.model_path)
+    lm = load(cfg.model_path, proxy=cfg.proxy.to_packaged())
     ids = token_windows(lm.tokenizer, read_wikitext(cfg.path("text_path")), seq_len, 1).ids.to(lm.device)
     return cfg, lm, ids
 

