@@ -38,7 +38,10 @@ def _app(raw: DictConfig) -> None:
               "cost_model_target": cfg.model.name, "ppl": m.ppl, "tokens": m.tokens, "cached": m.cached,
               "key": m.key, "seconds": m.seconds, "selected_tokens": m.stats}
     (Path(HydraConfig.get().runtime.output_dir) / "accuracy.json").write_text(json.dumps(record, indent=2) + "\n")
-    if m.stats:
+    if m.stats and "rounding" in m.stats:  # quant.rounding=auto in calibrated mode
+        nll = m.stats["rounding_nll"]
+        print(f"rounding: {m.stats['rounding']} (calibration-window NLL rup {nll['rup']:.4f}, rdn {nll['rdn']:.4f})")
+    if m.stats and "mean_selected" in m.stats:
         by_ctx = ", ".join(f"{k}: {v:.1f}" for k, v in m.stats["by_context"].items())
         print(f"mean selected tokens per sparse layer and row: {m.stats['mean_selected']:.1f} ({by_ctx})")
         quality = m.stats.get("quality")
