@@ -23,25 +23,24 @@ def select(x: SelectionInput) -> Selection:
     assert x.logits is not None
     H, T, cap = x.H, x.T, x.cap
     recent = max(1, cap // 2)
-    logits = x.logits  # [H, T, T], blocked entries -inf
-    cached = torch.zeros(H, T, dtype=torch.bool)  # in the cache after the previous row
-    score = torch.zeros(H, T, dtype=logits.dtype)
-    keep = torch.zeros(H, T - cap, T, dtype=torch.bool)
+    # exp(logit - row max over all visible keys): a row's probabilities over its cache are these, renormalised
+    # over the cached entries (the row's own token is always cached, so the sum is never zero in practice).
+    weights = torch.exp(x.logits - x.logits.amax(dim=-1, keepdim=True))  # [H, T, T], blocked entries 0
+    alive = torch.ones(H, T, dtype=weights.dtype)  # not evicted (a token joins the cache at its own row)
+    score = torch.zeros(H, T, dtype=weights.dtype)  # accumulated attention; +inf once evicted
+    evicted_at = torch.full((H, T), T, dtype=torch.long)  # the row after whose attention a token was evicted
     heads = torch.arange(H)
     for t in range(T):
-        cached[:, t] = True  # the row's own token joins the cache
-        visible = cached[:, : t + 1] & (logits[:, t, : t + 1] > -math.inf)
-        probs = torch.softmax(logits[:, t, : t + 1].masked_fill(~visible, -math.inf), dim=-1)
-        score[:, : t + 1] += probs
-        if t >= cap:
-            keep[:, t - cap, : t + 1] = visible
-        if t + 1 >= cap:  # the cache is full: evict the weakest entry outside the recent window
-            old = t + 1 - recent
-            if old > 0:
-                cand = torch.where(cached[:, :old], score[:, :old], math.inf)
-                victim = cand.argmin(dim=-1)
-                has = cached[:, :old].any(dim=-1)
-                cached[heads[has], victim[has]] = False
+        w = weights[:, t, : t + 1] * alive[:, : t + 1]
+        score[:, : t + 1] += w / w.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+        old = t + 1 - recent
+        if t + 1 >= cap and old > 0:  # the cache is full: evict the weakest entry outside the recent window
+            victim = score[:, :old].argmin(dim=-1)
+            alive[heads, victim] = 0.0
+            score[heads, victim] = math.inf
+            evicted_at[heads, victim] = t
+    rows = x.sub_rows.view(1, -1, 1)
+    keep = ~x.future & (evicted_at.unsqueeze(1) >= rows)  # [H, T-cap, T]: cached when the row attends
     return ~keep, x.dense_counts
 
 
