@@ -122,6 +122,31 @@ def test_tender_all_attention_close_at_8_bits_and_worse_at_4() -> None:
     assert e8 < 0.02 < e4 < 0.5
 
 
+def test_tender_all_static_scales() -> None:
+    """Static K (per key position) and V (per channel) maxima equal to the window's own reproduce the runtime result
+    exactly; maxima half as large clip and cost accuracy; a window longer than the calibration falls back to the
+    runtime maxima for the positions beyond it; a sliding window masks keys `window` or more positions back."""
+    torch.manual_seed(5)
+    H, T, d = 2, 64, 16
+    q, k, v = (torch.randn(H, T, d, dtype=torch.float64) for _ in range(3))
+    kw = {"bits": 8, "groups": 4, "chunk": 32}
+    runtime = quant.tender_attention(q, k, v, 0.25, **kw)
+    k_max = torch.stack([quant.key_bias_and_max(k[h])[1][:, 0] for h in range(H)])  # [H, T]
+    v_max = v.abs().amax(1)  # [H, d]
+    torch.testing.assert_close(quant.tender_attention(q, k, v, 0.25, k_absmax=k_max, v_absmax=v_max, **kw), runtime,
+                               rtol=0, atol=0)
+    torch.testing.assert_close(quant.tender_attention(q, k, v, 0.25, k_absmax=k_max[:, :10], v_absmax=v_max, **kw),
+                               runtime, rtol=0, atol=0)  # positions 10.. at runtime maxima: the same values
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    exact = torch.softmax((q * 0.25) @ k.transpose(-1, -2) + torch.where(future, -torch.inf, 0.0), -1) @ v
+    clipped = quant.tender_attention(q, k, v, 0.25, k_absmax=k_max / 2, v_absmax=v_max / 2, **kw)
+    assert rel_err(clipped, exact) > 2 * rel_err(runtime, exact)
+    window = 8
+    blocked = future | torch.ones(T, T, dtype=torch.bool).tril(-window)
+    local = torch.softmax((q * 0.25) @ k.transpose(-1, -2) + torch.where(blocked, -torch.inf, 0.0), -1) @ v
+    assert rel_err(quant.tender_attention(q, k, v, 0.25, window=window, **kw), local) < 0.02
+
+
 def test_tender_all_bias_terms_are_exact_without_rounding() -> None:
     """With enough bits the bias decomposition Q'K'^T + b_Q K^T + Q b_K^T - b_Q b_K^T is exact."""
     torch.manual_seed(4)
