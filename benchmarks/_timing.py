@@ -13,12 +13,12 @@ from workloads.accuracy.real_model import LoadedModel, load
 from workloads.accuracy.text import read_wikitext, token_windows
 
 
-def model_bench_args(doc: str | None, repeats: int) -> argparse.Namespace:
+def model_bench_parser(doc: str | None, repeats: int) -> argparse.ArgumentParser:
     """``--seq-len`` (tokens of the window, default 2048) and ``--repeats`` (timed runs, minimum kept)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=repeats)
-    return parser.parse_args()
+    return parser
 
 
 def proxy_window(seq_len: int) -> tuple[AccuracyConfig, LoadedModel, torch.Tensor]:

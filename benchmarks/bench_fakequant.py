@@ -8,14 +8,20 @@ machine affect both alike). Model: the default proxy (SmolLM2-135M-Instruct), FP
 
 from __future__ import annotations
 
-from _timing import forward_time, model_bench_args, proxy_window  # benchmarks/ is on sys.path when run as a script
+import argparse
+
+from _timing import forward_time, model_bench_parser, proxy_window  # benchmarks/ is on sys.path when run as a script
 
 from workloads.accuracy.emulation import quantized
 from workloads.accuracy.specs import QuantSpec
 
 
-def main() -> None:
-    args = model_bench_args(__doc__, repeats=3)
+def build_parser() -> argparse.ArgumentParser:
+    return model_bench_parser(__doc__, repeats=3)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     _, lm, ids = proxy_window(args.seq_len)
     forward_time(lm.model, ids, 1)  # warm-up
     plain = forward_time(lm.model, ids, args.repeats)

@@ -10,15 +10,21 @@ must stay within 4x the dense forward (issue 16).
 
 from __future__ import annotations
 
-from _timing import forward_time, model_bench_args, proxy_window  # benchmarks/ is on sys.path when run as a script
+import argparse
+
+from _timing import forward_time, model_bench_parser, proxy_window  # benchmarks/ is on sys.path when run as a script
 
 from workloads.accuracy.kvselect import Selector, calibrate_skew, kv_selection
 from workloads.accuracy.specs import KVSpec
 from workloads.accuracy.text import read_wikitext, token_windows
 
 
-def main() -> None:
-    args = model_bench_args(__doc__, repeats=2)
+def build_parser() -> argparse.ArgumentParser:
+    return model_bench_parser(__doc__, repeats=2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     cfg, lm, ids = proxy_window(args.seq_len)
     calib = token_windows(lm.tokenizer, read_wikitext(cfg.path("calib_path")), args.seq_len, 1).ids
     skew = calibrate_skew(lm.model, calib, lm.device)

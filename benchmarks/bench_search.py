@@ -175,7 +175,8 @@ def render(path: Path, size: int, out: Path) -> None:
     print(md)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the problem, e.g. system=infinigen")
     parser.add_argument("--samplers", default=",".join(SAMPLERS))
@@ -186,7 +187,11 @@ def main() -> None:
     parser.add_argument("--from-csv", type=Path, help="only render the table and plot of an earlier run's CSV "
                         "(--size: the space's number of points)")
     parser.add_argument("--size", type=int, default=0)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.from_csv:
         render(args.from_csv, args.size, args.out)
         return

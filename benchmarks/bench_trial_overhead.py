@@ -20,7 +20,8 @@ import optuna
 
 from dse.config import CONF_DIR, Config, register_schema, to_config
 from dse.coupling import problem_for
-from dse.study import open_study, optimise, storage_target
+from dse.storage import storage_target
+from dse.study import open_study, optimise
 from dse.systems import System, make_system
 
 
@@ -69,12 +70,17 @@ def overhead(sampler: str, storage: str, trials: int, work: Path) -> tuple[float
     return 1e3 * (wall - timed.seconds) / n, 1e3 * timed.seconds / n
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--samplers", default="random,nsga2,nsga3,qmc,tpe")
     parser.add_argument("--storages", default="journal,sqlite")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("dse").setLevel(logging.WARNING)
     print(f"per-trial overhead at {args.trials} trials (sampler + storage + bookkeeping; cost model excluded)")

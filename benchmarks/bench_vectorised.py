@@ -34,11 +34,16 @@ def random_points(cfg_space: dict, hw: dict, n: int, seed: int) -> dict[str, np.
     return {**hw, **{k: np.asarray(v) for k, v in cols.items()}}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--one-by-one", type=int, default=500)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     register_schema()
     for model in ("smollm2_135m", "llama2_7b"):

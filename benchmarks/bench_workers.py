@@ -113,7 +113,8 @@ def cost_only(work: Path, trials: int, workers: list[int], storages: list[str]) 
     return out
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--coupled-trials", type=int, default=200)
     parser.add_argument("--cost-trials", type=int, default=2000)
@@ -122,7 +123,11 @@ def main() -> None:
     parser.add_argument("--skip-coupled", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     result: dict[str, Any] = {"cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="tide-bench-") as tmp:
         work = Path(tmp)

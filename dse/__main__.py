@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from dse.config import CONF_DIR, ConfigError, register_schema
+from dse.config import CONF_DIR, ConfigError, exit_on_group_syntax, register_schema
 from dse.coordination import StorageLost
 
 log = logging.getLogger("dse")
@@ -47,6 +47,7 @@ def _search(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    exit_on_group_syntax(sys.argv[1:])
     started: list[bool] = []
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

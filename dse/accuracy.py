@@ -15,7 +15,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dse.config import CONF_DIR, ConfigError, register_schema, to_config
+from dse.config import CONF_DIR, ConfigError, exit_on_group_syntax, register_schema, to_config
+from workloads.accuracy.measured import Measured
 
 log = logging.getLogger("dse.accuracy")
 register_schema()
@@ -34,26 +35,37 @@ def _app(raw: DictConfig) -> None:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    record = {"quant": vars(cfg.quant), "kv": vars(cfg.kv), "proxy_model": str(oracle.source.path),
+    record = {"quant": vars(cfg.quant), "kv": vars(cfg.kv), "proxy_model": str(oracle.source),
               "cost_model_target": cfg.model.name, "ppl": m.ppl, "tokens": m.tokens, "cached": m.cached,
-              "key": m.key, "seconds": m.seconds, "selected_tokens": m.stats}
+              "key": m.key, "seconds": m.seconds, "measured": m.measured.stats()}
     (Path(HydraConfig.get().runtime.output_dir) / "accuracy.json").write_text(json.dumps(record, indent=2) + "\n")
-    if m.stats and "rounding" in m.stats:  # quant.rounding=auto in calibrated mode
-        nll = m.stats["rounding_nll"]
-        print(f"rounding: {m.stats['rounding']} (calibration-window NLL rup {nll['rup']:.4f}, rdn {nll['rdn']:.4f})")
-    if m.stats and "mean_selected" in m.stats:
-        by_ctx = ", ".join(f"{k}: {v:.1f}" for k, v in m.stats["by_context"].items())
-        print(f"mean selected tokens per sparse layer and row: {m.stats['mean_selected']:.1f} ({by_ctx})")
-        quality = m.stats.get("quality")
-        if quality:  # kv.report=true
-            print("speculation quality (recall of the exact top-k at the same k, Spearman of the scores):")
-            for layer, q in quality["per_layer"].items():
-                print(f"  layer {layer:>3}: recall {q['recall']:.3f}  spearman {q['spearman']:.3f}")
-            print(f"  mean     : recall {quality['recall']:.3f}  spearman {quality['spearman']:.3f}")
+    for line in describe(m.measured):
+        print(line)
     print(f"ppl={m.ppl:.4f} tokens={m.tokens}")
 
 
+def describe(m: Measured) -> list[str]:
+    """What a measurement found besides its perplexity: the rounding chosen, the tokens a KV selection kept and,
+    with ``kv.report``, the speculation quality per layer."""
+    lines = []
+    if m.rounding is not None:  # quant.rounding=auto in calibrated mode
+        nll = m.rounding.nll
+        lines.append(f"rounding: {m.rounding.chosen} (calibration-window NLL rup {nll['rup']:.4f}, "
+                     f"rdn {nll['rdn']:.4f})")
+    sel = m.selection
+    if sel is not None:
+        by_ctx = ", ".join(f"{b.first}-{b.last}: {b.mean:.1f}" for b in sel.buckets)
+        lines.append(f"mean selected tokens per sparse layer and row: {sel.mean_selected:.1f} ({by_ctx})")
+        if sel.quality is not None:  # kv.report=true
+            lines.append("speculation quality (recall of the exact top-k at the same k, Spearman of the scores):")
+            for layer, (recall, rho) in sorted(sel.quality.per_layer.items()):
+                lines.append(f"  layer {layer:>3}: recall {recall:.3f}  spearman {rho:.3f}")
+            lines.append(f"  mean     : recall {sel.quality.recall:.3f}  spearman {sel.quality.spearman:.3f}")
+    return lines
+
+
 def main() -> None:
+    exit_on_group_syntax(sys.argv[1:])
     _app()
 
 

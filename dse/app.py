@@ -11,14 +11,15 @@ from omegaconf import DictConfig
 
 from dse import __version__
 from dse.accuracy_store import store_for
+from dse.checks import check_search
 from dse.config import Config, to_config
 from dse.coupling import problem_for
 from dse.export import export_designs
 from dse.pareto import Box
 from dse.plots import save_history_plot, save_pareto_plots
-from dse.report import history, indicators, load_reference_front, study_table, summarise, write_summary, write_tables
-from dse.study import LoopResult, claim_run_dir, make_storage, open_study, optimise, storage_target
-from dse.systems import make_system
+from dse.results import history, indicators, load_reference_front, study_table, summarise, write_summary, write_tables
+from dse.storage import claim_run_dir, make_storage, storage_target
+from dse.study import LoopResult, open_study, optimise
 from dse.workers import run_workers
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,9 @@ def write_run_report(run_dir: Path) -> None:
 def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     """Validate, search, and write trials.csv, pareto.csv, pareto.png, hypervolume.png, designs/,
     summary.json and report.html."""
-    from dse.exhaustive import check_enumerable
-
     cfg = to_config(raw)
     run_dir = run_dir.resolve()  # worker processes and the journal path do not depend on the working directory
-    system = make_system(cfg)  # all config checks happen before the study is touched
-    if cfg.search.exhaustive:
-        check_enumerable(cfg.system.space, cfg.search.max_points)
+    system = check_search(cfg)  # all config checks happen before the study is touched
     target = storage_target(cfg.search, run_dir)
     claim_run_dir(run_dir, target, cfg.search.study_name)
     # a database that cannot open is refused before any work (a journal file is created below, when the rest
@@ -81,7 +78,7 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     objectives = list(problem.objectives)
     table = study_table(study, objectives, list(problem.objectives.values()))
     write_tables(table, run_dir)
-    proxy = f", accuracy on {accuracy.oracle.source.path.name}" if accuracy is not None else ""
+    proxy = f", accuracy on {accuracy.oracle.source.name}" if accuracy is not None else ""
     title = (f"{cfg.system.name} on {cfg.model.name} ({cfg.tech.name}){proxy}, "
              f"{len(table.feasible)} feasible designs")
     save_pareto_plots(table, problem.descriptions, title, run_dir, cfg.output.plot_formats)

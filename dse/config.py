@@ -8,16 +8,21 @@ rejected by Hydra/OmegaConf with the key's full path. Range and choice checks ru
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TypeVar  # noqa: UP035 - OmegaConf needs typing generics
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, TypeVar  # noqa: UP035 - OmegaConf needs typing generics
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cost_models.tech import Tech
 from workloads import ModelShape, WorkloadSpec
-from workloads.accuracy.specs import KVSpec, QuantSpec, kv_method_names
+from workloads.accuracy.specs import KVSpec, QuantSpec, is_hf, kv_method_names
+
+if TYPE_CHECKING:
+    from workloads.accuracy.proxy import Packaged
+    from workloads.accuracy.specs import ProxySetup
 from workloads.checks import require_choice
 
 T = TypeVar("T")
@@ -368,9 +373,8 @@ class SearchConfig:
     accuracy_lease_s: float = 60.0  # database storages: an accuracy key's lease expires after this without renewal
 
     def __post_init__(self) -> None:
-        from dse.samplers import check_sampler  # imports optuna: only when a config is validated
-
-        check_sampler(self.sampler)
+        # the sampler node's options are checked against its class by dse.checks.check_search (not here: the
+        # schema imports no sampler code)
         _require(self.n_trials >= 1, "search.n_trials", f"must be >= 1, got {self.n_trials}")
         _require(self.timeout is None or self.timeout > 0, "search.timeout",
                  f"must be > 0 seconds or null, got {self.timeout}")
@@ -441,8 +445,8 @@ class ProxyConfig:
     parts: List[str] = field(default_factory=list)  # "package/relative/path" of each chunk, in order
     sha256: Optional[str] = None  # of the reassembled file
 
-    def to_packaged(self) -> Any:
-        from workloads.accuracy.proxy import Packaged
+    def to_packaged(self) -> Packaged:
+        from workloads.accuracy.proxy import Packaged  # (a dataclass built at import: not on dse --help's path)
 
         return Packaged(name=self.name, package=self.package, file=self.file, install=self.install,
                         parts=tuple(self.parts), sha256=self.sha256)
@@ -487,6 +491,20 @@ class AccuracyConfig:
         p = Path(getattr(self, key)).expanduser()
         return p if p.is_absolute() else (PROJECT_ROOT / p).resolve()
 
+    def to_setup(self) -> ProxySetup:
+        """What the proxy session measures on (relative paths from the project root; the cache directory
+        ``accuracy.cache_dir``, or ``$TIDE_CACHE_DIR`` / ``~/.cache/tide``)."""
+        from workloads.accuracy.proxy import default_cache_dir
+        from workloads.accuracy.specs import ProxySetup
+
+        return ProxySetup(proxy=self.proxy.to_packaged(),
+                          text=self.text_path if is_hf(self.text_path) else str(self.path("text_path")),
+                          calib_path=self.path("calib_path"),
+                          cache_dir=Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir(),
+                          model_path=self.model_path, windows=self.windows, seq_len=self.seq_len,
+                          calib_windows=self.calib_windows, device=self.device, dtype=self.dtype,
+                          threads=self.threads, progress=self.progress)
+
     @property
     def coupled(self) -> bool:
         """Whether accuracy is measured at all: ``objective=none`` means no measurement."""
@@ -500,9 +518,11 @@ class AccuracyConfig:
 
 @dataclass
 class QuantConfig:
-    """One quantisation configuration measured by ``python -m dse.accuracy``."""
+    """One quantisation configuration measured by ``tide accuracy``. A search of a Tender system sets method, bits,
+    groups, chunk, mode and quantize_attention from the design point and reads the rest from here
+    (``dse/systems/outlier_array.py``: ``TENDER_SET``)."""
 
-    method: str = "none"  # none | tender | per_tensor | per_token | olaccel
+    method: str = "none"  # a module of workloads/accuracy/quantmethods/
     bits: int = 8
     groups: int = 8
     chunk: int = 256
@@ -521,9 +541,11 @@ class QuantConfig:
 
 @dataclass
 class KVConfig:
-    """KV-token selection measured by ``python -m dse.accuracy`` (InfiniGen and its baselines)."""
+    """KV-token selection measured by ``tide accuracy`` (InfiniGen and its baselines). A search sets the method,
+    budget, alpha, partial columns, dense layers (and for the offloading family the pool size and cache compression)
+    and reads the rest from here (``dse/systems/_kv.py``: ``SET_BY_SYSTEM``)."""
 
-    method: str = "dense"  # dense | infinigen | h2o | local | oracle_topk
+    method: str = "dense"  # a module of workloads/accuracy/kvmethods/
     budget: float = 0.2  # cap (InfiniGen) or fixed budget (baselines), fraction of the window
     alpha: float = 5.0  # InfiniGen threshold on the speculated-score gap to the row maximum (paper: Llama-2 5)
     partial_ratio: float = 0.4  # InfiniGen r (0.4 x 64 = 26 columns, as the reference's 0.2 x 128 on OPT)
@@ -581,11 +603,40 @@ def register_schema() -> None:
     ConfigStore.instance().store(name="tide_schema", node=Config)
 
 
+def group_syntax_error(overrides: Sequence[str]) -> str | None:
+    """The message for an override that sets a config group with the key syntax (``search.sampler=random``, the
+    form before samplers became the group ``conf/search/sampler/``): it names the group syntax and the choices.
+    Hydra's own message ("Cannot assign str to Dict[str, Any]") says neither. None when every override is fine."""
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if not sep or "." not in key or value.startswith(("{", "[")) or key.startswith("hydra."):
+            continue
+        group = CONF_DIR.joinpath(*key.split("."))
+        choices = sorted(p.stem for p in group.glob("*.yaml")) if group.is_dir() else []
+        if choices:
+            return (f"{key}={value}: {key} is a config group; choose one with {key.replace('.', '/')}={value} "
+                    f"(choices: {choices}); set one of its options with {key}.OPTION=VALUE")
+    return None
+
+
+def exit_on_group_syntax(argv: Sequence[str]) -> None:
+    """In a Hydra app's ``main``: stop with the hint of :func:`group_syntax_error` (exit status 2)."""
+    import sys
+
+    message = group_syntax_error(argv)
+    if message is not None:
+        print(f"configuration error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def compose_raw(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The config tree of ``conf/`` composed with these Hydra overrides, not yet validated (for code that edits
     nodes before :func:`to_config`; outside a Hydra app)."""
     from hydra import compose, initialize_config_dir
 
+    message = group_syntax_error(overrides)
+    if message is not None:
+        raise ConfigError(message)
     register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))

@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dse.accuracy_store import AccuracyStore
 from dse.config import Config
-from dse.objectives import Problem, build_problem
+from dse.objectives import Observed, Problem, build_problem
+from dse.oracle import AccuracyOracle, Measurement
 from dse.systems import System, split_points
+from workloads.accuracy.measured import SelectionStats
+from workloads.accuracy.specs import KVSpec, QuantSpec
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +25,6 @@ class AccuracyProvider:
     """Perplexity (and its increase over the unquantised proxy model) of each design point."""
 
     def __init__(self, cfg: Config, system: System, store: AccuracyStore | None = None) -> None:
-        from dse.oracle import AccuracyOracle
-
         self.system = system
         self.oracle = AccuracyOracle(cfg.accuracy, store)
         self._baseline: float | None = None
@@ -41,29 +43,26 @@ class AccuracyProvider:
             self._baseline = self.oracle.baseline().ppl
         return self._baseline
 
-    def __call__(self, points: dict[str, Any]) -> dict[str, np.ndarray]:
+    def __call__(self, points: dict[str, Any]) -> Observed:
         rows = split_points(points)
         n = len(rows)
         ppl = np.full(n, np.nan)
         selected = np.full(n, np.nan)
         screened = np.zeros(n)
-        by_position: list[np.ndarray] = []
+        selections: list[SelectionStats] = []
         for i, point in enumerate(rows):
             spec = self.system.accuracy_spec(point)
             if spec is None:
                 continue
             m, screened[i] = self.measure(spec)
             ppl[i] = m.ppl if not screened[i] else m.ppl - self.screen_baseline + self.baseline_ppl
-            if m.stats:
-                selected[i] = m.stats["mean_selected"]
-                ctx = [_bucket_mid(k) for k in m.stats["by_context"]]
-                by_position.append(np.array(list(m.stats["by_context"].values())) / np.array(ctx))
-        out = {"ppl": ppl, "ppl_increase": ppl - self.baseline_ppl, "mean_selected_measured": selected}
+            if m.selection is not None:
+                selected[i] = m.selection.mean_selected
+                selections.append(m.selection)
+        metrics = {"ppl": ppl, "ppl_increase": ppl - self.baseline_ppl, "mean_selected_measured": selected}
         if self.screen is not None:
-            out["accuracy_screened"] = screened
-        if n == 1 and by_position:
-            out["selected_fraction_by_position"] = by_position[0]
-        return out
+            metrics["accuracy_screened"] = screened
+        return Observed(metrics, selections[0] if n == 1 and selections else None)
 
     @property
     def screen_baseline(self) -> float:
@@ -72,7 +71,7 @@ class AccuracyProvider:
             self._screen_baseline = self.screen.baseline().ppl
         return self._screen_baseline
 
-    def measure(self, spec: tuple[Any, Any]) -> tuple[Any, bool]:
+    def measure(self, spec: tuple[QuantSpec, KVSpec | None]) -> tuple[Measurement, bool]:
         """The full measurement, or (screening on, the key not measured fully yet) the screen's when it shows
         the design beyond the accuracy bound even after dividing its increase by the stated factor."""
         if self.screen is None or self.oracle.lookup(self.oracle.key(*spec)) is not None:
@@ -83,6 +82,31 @@ class AccuracyProvider:
             return self.oracle.measure(*spec), False
         self.screened_out += 1
         return s, True
+
+    def identity(self) -> dict[str, Any]:
+        """What this provider's metrics mean (a resumed study must have the same): the measurement set-up (what makes
+        its keys: content hashes of model and texts, windows, dtype, the emulation's code; the model's path is
+        provenance only; the screen differs from it in ``accuracy.screening``'s windows only), the proxy by name, the
+        ``quant.*`` / ``kv.*`` fields the system's specs read, and how a measurement becomes the objective and
+        constraint."""
+        cfg = self.oracle.cfg
+        return {"accuracy": {
+            "proxy": cfg.proxy.name if cfg.model_path is None else Path(cfg.model_path).name,
+            "measurement": _without_provenance(self.oracle.identity()),
+            "specs": self.spec_inputs(),
+            "objective": cfg.objective, "max_ppl_increase": cfg.max_ppl_increase,
+            "screening": dataclasses.asdict(cfg.screening),
+        }}
+
+    def spec_inputs(self) -> dict[str, dict[str, Any]]:
+        """The ``quant.*`` / ``kv.*`` fields the system reads from the config (``System.spec_inputs``) that enter the
+        measurement's key (the quantisation method's fields; the KV selection where attention differs from the
+        model's own), judged on the system's default design point: a field that changes no measurement changes no
+        problem."""
+        quant, kv = self.system.accuracy_spec(self.system.complete({})) or (None, None)
+        keyed = self.oracle.session.describe(quant, kv) if quant is not None else {}
+        return {section: {k: v for k, v in fields.items() if k in (keyed.get(section) or {})}
+                for section, fields in self.system.spec_inputs().items()}
 
     def describe(self, measured_elsewhere: int = 0) -> dict[str, Any]:
         """``measured_elsewhere``: keys this run's worker processes measured (search.workers > 1)."""
@@ -97,9 +121,8 @@ class AccuracyProvider:
                 "cache": self.oracle.store.location}
 
 
-def _bucket_mid(label: str) -> float:
-    lo, hi = (float(x) for x in label.split("-"))
-    return 0.5 * (lo + hi)
+def _without_provenance(identity: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in identity.items() if k != "model"}
 
 
 def problem_for(cfg: Config, system: System, store: AccuracyStore | None = None

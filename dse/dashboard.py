@@ -20,7 +20,7 @@ from dse.config import ConfigError
 
 def storage_of(target: str) -> optuna.storages.BaseStorage:
     """The storage TARGET names (see the module docstring); a ConfigError naming it when it cannot open."""
-    from dse.study import JOURNAL_NAME, open_storage
+    from dse.storage import JOURNAL_NAME, open_storage
 
     if "://" in target:
         return open_storage(target)
@@ -33,12 +33,17 @@ def storage_of(target: str) -> optuna.storages.BaseStorage:
     return open_storage(str(path))
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(prog="python -m dse.dashboard", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="run directory, journal file or database URL")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     try:
         from optuna_dashboard import run_server
     except ImportError:

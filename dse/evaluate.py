@@ -20,61 +20,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from dse.config import Config, ConfigError, first_line
-from dse.coupling import problem_for
-from dse.export import DesignFileError, config_from_document, load_design
-from dse.systems import make_system
-from dse.systems._base import BREAKDOWN_COLUMNS, System
-
-
-def evaluate_document(doc: dict[str, Any]) -> dict[str, float]:
-    """Cost-model metrics of the design, plus measured accuracy when the search was coupled
-    (through the oracle's cache: the same key as the search, so normally no new measurement)."""
-    return _evaluated(doc)[2]
-
-
-def design_system(doc: dict[str, Any]) -> tuple[Config, System, dict[str, Any]]:
-    """(its configuration, the system, the design point) of a design document: a :class:`DesignFileError`
-    for a design that cannot be built or is invalid."""
-    cfg = config_from_document(doc)
-    for key, value in cfg.system.hw.items():  # a design is one point: every knob one value
-        if isinstance(value, list | tuple | dict):
-            raise DesignFileError(f"system.hw.{key}: a design holds one value per knob, got {value!r}")
-    try:
-        system = make_system(cfg)
-        point = dict(cfg.system.hw)
-        invalid = system.invalid(point)[0]
-    except (ConfigError, ValueError, TypeError, KeyError) as exc:
-        raise DesignFileError(first_line(exc)) from exc
-    if invalid:
-        raise DesignFileError(f"system.hw: the design is invalid: {invalid}")
-    return cfg, system, point
-
-
-def design_breakdown(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-operator rows (``BREAKDOWN_COLUMNS``) of a design document; empty for a system without a
-    per-GEMM model. No accuracy is measured."""
-    _, system, point = design_system(doc)
-    return system.breakdown(point)
-
-
-def _evaluated(doc: dict[str, Any]) -> tuple[System, dict[str, Any], dict[str, float]]:
-    """(the system, the design point, its metrics) of a design document."""
-    cfg, system, point = design_system(doc)
-    problem, _ = problem_for(cfg, system)
-    extra = problem.extra(point)
-    metrics = {k: float(v[0]) for k, v in system.evaluate(point, extra).metrics.items()}
-    metrics.update({k: float(np.asarray(v).reshape(-1)[0]) for k, v in extra.items() if np.size(v) == 1})
-    return system, point, metrics
+from dse.designs import DesignFileError, evaluated, load_design
+from dse.systems._base import BREAKDOWN_COLUMNS
 
 
 def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(prog="python -m dse.evaluate", description=__doc__)
     parser.add_argument("design", type=Path, help="a designs/*.yaml file written by a search")
     parser.add_argument("--breakdown", action="store_true", help="the per-operator breakdown")
@@ -82,10 +37,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="how the breakdown is written: a table after the metrics (default), or csv / json data")
     parser.add_argument("--out", type=Path, help="write the csv / json breakdown to this file instead of stdout")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         doc = load_design(args.design)
-        system, point, metrics = _evaluated(doc)
+        system, point, metrics = evaluated(doc)
         recorded = doc.get("recorded") or {}
         recorded_metrics = recorded.get("metrics") or {} if isinstance(recorded, dict) else {}
         recorded_obj = recorded.get("objectives") or {} if isinstance(recorded, dict) else {}

@@ -28,7 +28,7 @@ import optuna
 from tqdm import tqdm
 
 from dse.config import Bound, ConfigError, ParamSpec
-from dse.objectives import Problem, assess, assess_arrays
+from dse.objectives import Observed, Problem, assess, assess_arrays, attributes
 from dse.pareto import to_minimisation
 from dse.space import distributions, grid_size, grid_space
 from dse.systems import System
@@ -86,7 +86,7 @@ class Group:
     """One combination of the accuracy knobs, and what its measurement returned."""
 
     params: dict[str, Any]
-    extra: dict[str, np.ndarray]
+    observed: Observed
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,10 @@ def _filtered(group: np.ndarray, flat: np.ndarray, values: np.ndarray, direction
 def _metrics(job: Job, group: int, flat: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     g = job.groups[group]
     point = job.system.complete(job.params(group, flat))
-    evaluation = job.system.evaluate(point, g.extra)
+    evaluation = job.system.evaluate(point, g.observed.selection)
     n = len(flat)
-    scalars = {k: np.full(n, float(np.asarray(v).reshape(-1)[0])) for k, v in g.extra.items() if np.size(v) == 1}
+    scalars = {k: np.full(n, float(np.asarray(v).reshape(-1)[0])) for k, v in g.observed.metrics.items()
+               if np.size(v) == 1}
     return {**evaluation.metrics, **scalars}, evaluation.invalid
 
 
@@ -226,8 +227,9 @@ def measure_groups(system: System, problem: Problem, grid: Mapping[str, list[Any
     for combo in tqdm(combos, desc="accuracy groups", unit="key", disable=not progress or not knobs):
         params = dict(zip(knobs, combo, strict=True))
         point = system.complete(params)
-        extra = problem.extra(point) if problem.providers and not system.invalid(point)[0] else {}
-        groups.append(Group(params, {k: np.asarray(v) for k, v in extra.items()}))
+        observed = problem.extra(point) if problem.providers and not system.invalid(point)[0] else Observed()
+        groups.append(Group(params, Observed({k: np.asarray(v) for k, v in observed.metrics.items()},
+                                             observed.selection)))
     return groups
 
 
@@ -298,13 +300,12 @@ def record(study: optuna.Study, enumeration: Enumeration, system: System, proble
            space: Mapping[str, ParamSpec]) -> None:
     """The Pareto points as COMPLETE trials of the study (params, objective values, constraints, metrics),
     so that tables, plots and exports treat them like sampled trials."""
-    from dse.study import attributes  # the loop module imports samplers, which name this one
-
     dists = distributions(dict(space))
     for params in enumeration.params:
         point = system.complete(params)
-        extra = problem.extra(point) if problem.providers else {}
-        (result,) = assess(system.evaluate(point, extra), problem.objectives, problem.constraints, extra)
+        observed = problem.extra(point) if problem.providers else Observed()
+        (result,) = assess(system.evaluate(point, observed.selection), problem.objectives, problem.constraints,
+                           observed.metrics)
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions=dists, values=list(result.values),
             constraints=result.constraints, user_attrs=attributes(result)))

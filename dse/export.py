@@ -14,14 +14,12 @@ from typing import Any
 
 import optuna
 import yaml
-from omegaconf import OmegaConf
 
-from dse.config import Config, first_line, plain
+from dse.config import Config, plain
+from dse.designs import FORMAT_VERSION
 from dse.objectives import Problem
-from dse.report import StudyTable, trial_metrics
+from dse.results import StudyTable, trial_metrics
 from dse.systems import System
-
-FORMAT_VERSION = 1
 
 
 def system_point(cfg: Config, params: dict[str, Any]) -> dict[str, Any]:
@@ -92,80 +90,3 @@ def export_designs(cfg: Config, system: System, problem: Problem, table: StudyTa
         written.append(path)
         hardware_files(system, doc["system"]["hw"], stem)  # designs/<stem>/: the next tools' inputs
     return written
-
-
-def _shipped(name: str) -> tuple[str, str | None]:
-    """Family and KV method of the shipped ``conf/system/<name>.yaml`` (design files written before
-    they were recorded)."""
-    from dse.config import compose_raw
-
-    system = compose_raw([f"system={name}"]).system
-    return str(system.family), system.kv_method
-
-
-class DesignFileError(ValueError):
-    """A design file that cannot be read or describes no evaluable design (bad input, not a mismatch)."""
-
-
-def load_design(path: Path) -> dict[str, Any]:
-    """The document of a design file; a :class:`DesignFileError` for anything unreadable (the caller names
-    the file)."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DesignFileError(f"cannot read it ({exc.__class__.__name__}: {exc})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DesignFileError(f"not valid YAML (truncated or damaged?): {first_line(exc)}") from None
-    if doc is None:
-        raise DesignFileError("the file is empty")
-    if not isinstance(doc, dict):
-        raise DesignFileError(f"not a TIDE design file (a mapping is expected, found {type(doc).__name__})")
-    return doc
-
-
-def _mapping(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key)
-    if not isinstance(value, dict):
-        raise DesignFileError(f"{key}: a mapping is expected, found {value!r:.60}")
-    return value
-
-
-def config_from_document(doc: dict[str, Any]) -> Config:
-    """The run configuration a design file describes (search settings at their defaults); a
-    :class:`DesignFileError` naming the key when the document is not a valid design."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    from dse.config import ConfigError, to_config  # local: avoids a cycle at import time
-
-    version = doc.get("tide_design")
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise DesignFileError(f"tide_design: format {version} was written by a newer TIDE; this one reads "
-                              f"format {FORMAT_VERSION}")
-    if version != FORMAT_VERSION:
-        raise DesignFileError(f"tide_design: not a TIDE design file (tide_design: {version!r}, expected "
-                              f"{FORMAT_VERSION})")
-    system = _mapping(doc, "system")
-    for key in ("model", "tech", "workload", "objectives"):
-        _mapping(doc, key)
-    hw = _mapping(system, "hw")
-    if not isinstance(system.get("name"), str):
-        raise DesignFileError(f"system.name: a system name is expected, found {system.get('name')!r:.60}")
-    try:
-        family, kv_method = ((system["family"], system.get("kv_method")) if "family" in system
-                             else _shipped(system["name"]))
-        node = OmegaConf.merge(OmegaConf.structured(Config), {
-            "system": {"name": system["name"], "family": family, "kv_method": kv_method, "hw": hw,
-                       "objectives": doc["objectives"], "mechanism": system.get("mechanism") or {}},
-            "model": doc["model"], "tech": doc["tech"], "workload": doc["workload"],
-            "search": {"sampler": {"name": "random", "_target_": "optuna.samplers.RandomSampler"}},  # not used
-            "accuracy": doc.get("accuracy") or {"objective": "none", "max_ppl_increase": None},
-        })
-        return to_config(node)
-    except DesignFileError:
-        raise
-    except (ConfigError, OmegaConfBaseException, OSError, ValueError, TypeError, KeyError) as exc:
-        raise DesignFileError(first_line(exc)) from exc
-
-

@@ -11,17 +11,38 @@ Optuna's constrained domination can add violations of metrics with different uni
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from dse.config import Bound
 from dse.systems import Evaluation
+from workloads.accuracy.measured import SelectionStats
 
-#: A metric provider: design points (knob -> array) -> extra metric arrays.
-Provider = Callable[[dict[str, Any]], dict[str, np.ndarray]]
+
+@dataclass(frozen=True)
+class Observed:
+    """What a problem's providers measured of design points: metric arrays (one value per point, or one for all),
+    and where the points share one accuracy measurement, the KV selection it observed (which the cost model then
+    uses instead of its published table)."""
+
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    selection: SelectionStats | None = None
+
+    def merged(self, other: Observed) -> Observed:
+        return Observed({**self.metrics, **other.metrics},
+                        other.selection if other.selection is not None else self.selection)
+
+
+class Provider(Protocol):
+    """A metric provider: design points (knob -> array) -> what it measured of them; ``identity()``: what its
+    metrics mean, as a section name -> plain data (a resumed study must have the same)."""
+
+    def __call__(self, points: dict[str, Any]) -> Observed: ...
+
+    def identity(self) -> dict[str, Any]: ...
 
 INVALID_KEY = "design_valid"
 
@@ -122,6 +143,16 @@ def assess(evaluation: Evaluation, objectives: Mapping[str, str], constraints: M
     return out
 
 
+def attributes(result: Assessment) -> dict[str, Any]:
+    """The user attributes a trial records: every metric (non-finite ones as text), feasibility, and why
+    an invalid point is invalid."""
+    attrs: dict[str, Any] = {"metrics": {k: v if math.isfinite(v) else str(v) for k, v in result.metrics.items()},
+                             "feasible": result.feasible}  # one record for all metrics: one journal append
+    if result.invalid_reason:
+        attrs["invalid_reason"] = result.invalid_reason
+    return attrs
+
+
 ACCURACY_METRICS = {
     "ppl": "perplexity of the proxy model under the design's quantisation / KV selection [-]",
     "ppl_increase": "perplexity increase over the unquantised, dense proxy model [-]",
@@ -139,10 +170,10 @@ class Problem:
     providers: tuple[Provider, ...] = ()
     descriptions: dict[str, str] = field(default_factory=dict)
 
-    def extra(self, points: dict[str, Any]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
+    def extra(self, points: dict[str, Any]) -> Observed:
+        out = Observed()
         for provider in self.providers:
-            out.update(provider(points))
+            out = out.merged(provider(points))
         return out
 
 

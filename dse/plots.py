@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dse.report import StudyTable  # noqa: E402
+from dse.results import StudyTable  # noqa: E402
 
 
 def axis_label(metric: str, descriptions: Mapping[str, str], direction: str) -> str:

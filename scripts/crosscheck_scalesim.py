@@ -126,8 +126,7 @@ def run_scalesim(python: Path, folder: Path, out: Path) -> dict[str, dict[str, i
 def compare(design: Path, scalesim: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
     """One row per GEMM: SCALE-Sim's cycles (summed over the layers the design's hardware description maps to
     that GEMM) against TIDE's."""
-    from dse.evaluate import design_system
-    from dse.export import load_design
+    from dse.designs import design_system, load_design
 
     _, system, point = design_system(load_design(design))
     layers: dict[str, list[tuple[str, int]]] = {}  # op -> (view, SCALE-Sim cycles) of each of its layers
@@ -159,12 +158,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("designs", nargs="*", type=Path, help="exported design files (default: the built-in cases)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "crosscheck_scalesim")
     parser.add_argument("--scalesim-venv", type=Path, default=ROOT / ".venv-scalesim")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     python = scalesim_python(args.scalesim_venv)
     designs = args.designs or one_point_designs(args.out)

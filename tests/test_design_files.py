@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from dse import evaluate as evaluate_cli
 from dse.app import run_search
+from dse.designs import evaluate_document
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_breakdown_as_data_adds_up_to_the_design(design: dict[str, Any], tmp_pat
     import math
 
     path = write(tmp_path, design)
-    metrics = evaluate_cli.evaluate_document(design)
+    metrics = evaluate_document(design)
     out = tmp_path / f"breakdown.{fmt}"
     for extra in ([], ["--out", str(out)]):
         assert evaluate_cli.main([str(path), "--breakdown", "--format", fmt, *extra]) == 0

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from workloads.accuracy.emulation import collect_calibration, quantized
-from workloads.accuracy.specs import QuantSpec
+from workloads.accuracy.emulation import collect_calibration, quant_method, quantized
+from workloads.accuracy.specs import QuantSpec, quant_method_names
 
 WIDTH, TOKENS = 128, 1024  # 512 KiB activations: freed buffers tend to come back at the same address
 
@@ -103,3 +103,23 @@ def test_calibration_sees_every_window() -> None:
                   for i in range(4)]
     torch.testing.assert_close(stats.tmax, torch.stack([s.tmax for s in per_window]).amax(0))
     torch.testing.assert_close(stats.bias, torch.stack([s.bias for s in per_window]).mean(0))
+
+
+@pytest.mark.parametrize("name", quant_method_names())
+def test_every_quantisation_method_keeps_shapes_and_restores_the_model(name: str) -> None:
+    """The contract of a module of ``quantmethods/``: wrapped around a model, its quantised forward keeps the
+    output's shape and finiteness (and differs from the plain one, unless it is ``none``); afterwards the model is
+    as it was (its own linear layers and weights back)."""
+    torch.manual_seed(0)
+    model = Tiny(norm=True)
+    x = torch.randn(1, 256, WIDTH) * torch.linspace(0.1, 8.0, WIDTH)  # channels of very different ranges
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        plain = model(x)
+        with quantized(model, QuantSpec(method=name, bits=4, groups=4, chunk=64)):
+            quant = model(x)
+    assert quant.shape == plain.shape and bool(torch.isfinite(quant).all())
+    assert (name == "none") == bool(torch.equal(quant, plain))
+    assert isinstance(model.layer.q_proj, nn.Linear)
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    assert quant_method(name).label(QuantSpec(method=name)).startswith(name)

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from dse.app import run_search
+from dse.checks import check_search
 from dse.config import Config, ConfigError
 from dse.exhaustive import check_enumerable, enumerate_front
-from dse.objectives import assess, build_problem
+from dse.objectives import Observed, assess, build_problem
 from dse.space import grid_space
 from dse.systems import make_system, split_points
 from tests import brute
@@ -36,8 +37,9 @@ def brute_front(system: Any, problem: Any, space: dict[str, Any]) -> list[tuple[
     values = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         point = system.complete(dict(zip(keys, combo, strict=True)))
-        extra = problem.extra(point) if problem.providers else {}
-        (r,) = assess(system.evaluate(point, extra), problem.objectives, problem.constraints, extra)
+        observed = problem.extra(point) if problem.providers else Observed()
+        (r,) = assess(system.evaluate(point, observed.selection), problem.objectives, problem.constraints,
+                      observed.metrics)
         if r.feasible:
             values.append(r.values)
     mask = brute.front_mask(values, list(problem.objectives.values()))
@@ -76,11 +78,11 @@ def test_accuracy_is_measured_once_per_group(make_cfg: Callable[..., Config]) ->
     system = make_system(cfg)
     calls: list[int] = []
 
-    def provider(points: dict[str, Any]) -> dict[str, np.ndarray]:  # a stand-in for the measured perplexity
+    def provider(points: dict[str, Any]) -> Observed:  # a stand-in for the measured perplexity
         rows = split_points(points)
         calls.append(len(rows))
         inc = np.array([(8 / float(p["bits"])) ** 2 / float(p["groups"]) for p in rows])
-        return {"ppl": 20 + inc, "ppl_increase": inc}
+        return Observed({"ppl": 20 + inc, "ppl_increase": inc})
 
     problem = build_problem(cfg.system.objectives, cfg.system.constraints, system.intrinsic_constraints,
                             system.metrics, provider, "ppl_increase", 3.0)
@@ -128,7 +130,7 @@ def test_refusals_name_the_key(make_cfg: Callable[..., Config], tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"search\.resume: an exhaustive run"):
         small(make_cfg, SMALL_SPACE, "search.resume=true")
     with pytest.raises(ConfigError, match=r"search\.sampler \(exhaustive\): workers must be >= 0"):
-        small(make_cfg, SMALL_SPACE, "search.sampler.workers=-1")
+        check_search(small(make_cfg, SMALL_SPACE, "search.sampler.workers=-1"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any work
     assert check_enumerable(make_cfg([]).system.space, 10**9) == 6 * 6 * 3 * 2 * 8 * 8 * 7 * 16 * 6
 

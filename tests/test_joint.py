@@ -10,6 +10,7 @@ import pytest
 from dse.config import Config
 from dse.systems.outlier_array import OutlierArraySystem
 from dse.systems.tender_infinigen import TenderInfiniGenSystem
+from workloads.accuracy.measured import ContextBucket, SelectionStats
 
 
 @pytest.fixture
@@ -67,8 +68,11 @@ def test_kv_cache_width_is_a_knob(joint: tuple[TenderInfiniGenSystem, dict]) -> 
 
 def test_non_finite_measured_selection_is_an_error(joint: tuple[TenderInfiniGenSystem, dict]) -> None:
     sys_, hw = joint
+    def selection(means: list[float]) -> SelectionStats:  # two buckets of 8 rows: middles 4.5 and 12.5
+        return SelectionStats(1.0, (ContextBucket(1, 8, means[0]), ContextBucket(9, 16, means[1])), {2: 1.0})
+
     with pytest.raises(ValueError, match="not finite"):
-        sys_.evaluate({**hw, "acc_bits": 40}, {"selected_fraction_by_position": np.array([0.1, np.nan])})
-    measured = sys_.evaluate({**hw, "acc_bits": 40}, {"selected_fraction_by_position": np.array([0.05, 0.05])})
+        sys_.evaluate({**hw, "acc_bits": 40}, selection([0.45, float("nan")]))
+    measured = sys_.evaluate({**hw, "acc_bits": 40}, selection([0.225, 0.625]))  # 5 % of the context in each
     table = sys_.evaluate({**hw, "acc_bits": 40})
     assert measured.metrics["mean_selected_tokens"][0] != table.metrics["mean_selected_tokens"][0]

@@ -12,6 +12,7 @@ from workloads.accuracy.kvmethods import h2o_online
 from workloads.accuracy.kvmethods import infinigen as ig
 from workloads.accuracy.kvmethods._base import SelectionInput, blocked_mask, keep_top_per_row
 from workloads.accuracy.quant import group_fake_quant
+from workloads.accuracy.specs import kv_method_names
 
 
 def qk(H: int = 6, Hkv: int = 2, T: int = 40, d: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +160,12 @@ def test_h2o_online_is_the_reference_cache() -> None:
             assert (present[1:] - present[:-1]).clamp(min=0).sum() <= int(j >= cap)
 
 
-@pytest.mark.parametrize("name", ["h2o", "h2o_online", "local", "oracle_topk"])
+#: every method that selects from the layer's own queries and keys (InfiniGen also needs the captured layer inputs and
+#: skewing matrices of a real forward: tests/test_loaders.py runs it)
+STANDALONE = [m for m in kv_method_names() if ks.kv_method(m).select is not None and not ks.kv_method(m).needs_skew]
+
+
+@pytest.mark.parametrize("name", STANDALONE)
 def test_selections_stay_inside_a_sliding_window(name: str) -> None:
     g = torch.Generator().manual_seed(4)
     H, T, cap, window = 2, 40, 12, 8

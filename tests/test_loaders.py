@@ -65,7 +65,7 @@ def oracle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 def test_dense_perplexity_of_a_random_model_is_about_its_vocabulary(oracle: AccuracyOracle) -> None:
     m = oracle.measure(QuantSpec())
-    vocab = oracle._load()[0].model.config.vocab_size
+    vocab = oracle.session.model.model.config.vocab_size
     assert m.tokens == 2 * 255 and math.isfinite(m.ppl)
     assert vocab / 3 < m.ppl < vocab * 3  # an untrained model predicts about uniformly
 
@@ -85,11 +85,11 @@ def test_infinigen_runs_through_the_model_path(oracle: AccuracyOracle, changes: 
     kv = KVSpec(method="infinigen", budget=0.5, alpha=4.0, dense_layers=1, report=True, **changes)
     m = oracle.measure(QuantSpec(), kv)
     assert math.isfinite(m.ppl)
-    stats = m.stats
-    assert set(stats["per_layer"]) == {"1", "2", "3"}  # layers >= dense_layers select
-    assert 0 < stats["mean_selected"] <= 256
-    quality = stats["quality"]
-    assert set(quality["per_layer"]) == {"1", "2", "3"}  # each selecting layer speculates from its predecessor
-    assert 0 <= quality["recall"] <= 1 and -1 <= quality["spearman"] <= 1
+    sel = m.selection
+    assert sel is not None and set(sel.per_layer) == {1, 2, 3}  # layers >= dense_layers select
+    assert 0 < sel.mean_selected <= 256
+    quality = sel.quality
+    assert quality is not None and set(quality.per_layer) == {1, 2, 3}  # each selecting layer speculates from its
+    assert 0 <= quality.recall <= 1 and -1 <= quality.spearman <= 1   # predecessor
     real = oracle.measure(QuantSpec(), dataclasses.replace(kv, spec_input="real"))
-    assert real.stats["quality"]["recall"] >= quality["recall"] - 0.05  # the real input is the upper bound
+    assert real.selection.quality.recall >= quality.recall - 0.05  # the real input is the upper bound

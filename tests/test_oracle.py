@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from dse.config import AccuracyConfig
-from dse.oracle import AccuracyOracle, emulation_fingerprint
-from workloads.accuracy.specs import KVSpec, QuantSpec
+from dse.oracle import AccuracyOracle
+from workloads.accuracy.emulation import quant_method
+from workloads.accuracy.session import emulation_fingerprint
+from workloads.accuracy.specs import KVSpec, QuantSpec, quant_method_names
 
 QUANT = QuantSpec("tender", bits=4, groups=8, chunk=256, mode="calibrated", rounding="rup")
 QUANT_VARIANTS = {"method": "per_token", "bits": 8, "groups": 4, "chunk": 64, "mode": "runtime", "rounding": "rdn",
@@ -24,30 +26,33 @@ KV_VARIANTS = {"method": "h2o", "budget": 0.3, "alpha": 6.0, "partial_ratio": 0.
 @pytest.fixture
 def oracle(tmp_path: Path) -> AccuracyOracle:
     o = AccuracyOracle(AccuracyConfig(cache_dir=str(tmp_path), progress=False))
-    o._identity = {  # what identity() computes, without hashing the model file
+    o.session._identity = {  # what identity() computes, without hashing the model file
         "model": "/venv/model.gguf", "model_sha256": "a" * 64, "text_sha256": "b" * 64, "calib_sha256": "c" * 64,
         "windows": 4, "seq_len": 1024, "calib_windows": 4, "dtype": "torch.float32", "emulation": "d" * 64,
     }
     return o
 
 
-#: fields only one method reads: they reach the key of that method's specs only (tested below)
-METHOD_ONLY = {"outlier_ratio": "olaccel"}
+def test_every_quantisation_field_has_a_variant() -> None:
+    assert set(QUANT_VARIANTS) | {"outlier_ratio"} == {f.name for f in dataclasses.fields(QuantSpec)}
 
 
-def test_every_quantisation_field_changes_the_key(oracle: AccuracyOracle) -> None:
-    assert set(QUANT_VARIANTS) | set(METHOD_ONLY) == {f.name for f in dataclasses.fields(QuantSpec)}, \
-        "a field without a variant"
-    base = oracle.key(QUANT)
-    keys = {name: oracle.key(dataclasses.replace(QUANT, **{name: value})) for name, value in QUANT_VARIANTS.items()}
-    assert base not in keys.values()
-    assert len(set(keys.values())) == len(keys)
-
-
-def test_method_only_fields_change_only_their_methods_key(oracle: AccuracyOracle) -> None:
-    olaccel = QuantSpec("olaccel", bits=4, outlier_ratio=0.03)
-    assert oracle.key(dataclasses.replace(olaccel, outlier_ratio=0.05)) != oracle.key(olaccel)
-    assert oracle.key(dataclasses.replace(QUANT, outlier_ratio=0.05)) == oracle.key(QUANT)  # Tender ignores it
+@pytest.mark.parametrize("method", quant_method_names())
+def test_the_fields_a_method_reads_and_only_those_change_its_key(oracle: AccuracyOracle, method: str) -> None:
+    """Each quantisation method's key holds the fields it declares it reads (``QuantMethod.reads``), so two specs
+    that the method computes alike share one measurement and two it computes differently never do."""
+    base_spec = dataclasses.replace(QUANT, method=method)
+    base = oracle.key(base_spec)
+    variants = {**QUANT_VARIANTS, "outlier_ratio": 0.05}
+    for name, value in variants.items():
+        if name == "method" or (name == "quantize_attention" and method != "tender"):
+            continue
+        changed = oracle.key(dataclasses.replace(base_spec, **{name: value}))
+        if name in quant_method(method).reads:
+            assert changed != base, f"{method}: {name} does not reach the key"
+        else:
+            assert changed == base, f"{method}: {name} is not read, yet changes the key"
+    assert oracle.key(dataclasses.replace(base_spec, method="per_token" if method != "per_token" else "tender")) != base
 
 
 def test_every_kv_field_changes_the_key(oracle: AccuracyOracle) -> None:
@@ -74,15 +79,15 @@ def test_every_identity_field_changes_the_key(oracle: AccuracyOracle) -> None:
     ident = dict(oracle.identity())
     base = oracle.key(QUANT)  # calibrated: the calibration text and windows count
     for name, value in ident.items():
-        oracle._identity = {**ident, name: "other" if isinstance(value, str) else value + 1}
+        oracle.session._identity = {**ident, name: "other" if isinstance(value, str) else value + 1}
         changed = oracle.key(QUANT)
         if name == "model":  # the path is provenance; the file is identified by its hash
             assert changed == base
         else:
             assert changed != base, f"identity field {name} does not reach the key"
-    oracle._identity = ident
+    oracle.session._identity = ident
     runtime = oracle.key(QuantSpec("tender", bits=8))
-    oracle._identity = {**ident, "calib_sha256": "other", "calib_windows": 9}
+    oracle.session._identity = {**ident, "calib_sha256": "other", "calib_windows": 9}
     assert oracle.key(QuantSpec("tender", bits=8)) == runtime, "runtime Tender does not read the calibration text"
 
 

@@ -40,7 +40,7 @@ def test_cache_hit_measures_nothing(oracle: AccuracyOracle) -> None:
     # a fresh oracle on the same cache (another process would see the same) hits too, without loading the model
     other = AccuracyOracle(oracle.cfg)
     hit = other.measure(QuantSpec())
-    assert hit.cached and hit.ppl == first.ppl and other._loaded is None
+    assert hit.cached and hit.ppl == first.ppl and other.session._loaded is None
 
 
 def test_key_covers_every_knob(oracle: AccuracyOracle) -> None:
@@ -53,9 +53,9 @@ def test_key_ignores_where_the_model_file_lies(oracle: AccuracyOracle) -> None:
     spec = QuantSpec("tender", bits=8)
     key = oracle.key(spec)
     moved = AccuracyOracle(oracle.cfg)
-    moved._identity = {**oracle.identity(), "model": "/elsewhere/.venv/model.gguf"}
+    moved.session._identity = {**oracle.identity(), "model": "/elsewhere/.venv/model.gguf"}
     assert moved.key(spec) == key
-    moved._identity = {**oracle.identity(), "model_sha256": "0" * 64}
+    moved.session._identity = {**oracle.identity(), "model_sha256": "0" * 64}
     assert moved.key(spec) != key
 
 
@@ -129,11 +129,11 @@ def test_kv_selection_on_the_real_model(oracle: AccuracyOracle) -> None:
     res = {m: oracle.measure(QuantSpec(), KVSpec(m, budget=0.2, alpha=6.0)) for m in
            ("infinigen", "oracle_topk", "local", "h2o")}
     assert res["oracle_topk"].ppl <= res["local"].ppl
-    stats = res["infinigen"].stats
-    assert stats and 0 < stats["mean_selected"] <= 0.2 * 512 + 1
-    assert set(stats["per_layer"]) == {str(i) for i in range(2, 30)}  # layers 0 and 1 are dense
+    sel = res["infinigen"].selection
+    assert sel is not None and 0 < sel.mean_selected <= 0.2 * 512 + 1
+    assert set(sel.per_layer) == set(range(2, 30))  # layers 0 and 1 are dense
     again = oracle.measure(QuantSpec(), KVSpec("infinigen", budget=0.2, alpha=6.0))
-    assert again.cached and again.stats == stats
+    assert again.cached and again.selection == sel  # the stored selection reads back as measured
 
 
 def test_model_cache_follows_cache_dir_and_a_losing_dequantiser_cleans_up(tmp_path: Path) -> None:
@@ -164,11 +164,11 @@ def test_the_reference_options_on_the_real_model(oracle: AccuracyOracle) -> None
     int8, int4 = (oracle.measure(QuantSpec(), KVSpec("dense", cache_bits=b)).ppl for b in (8, 4))
     assert dense <= int8 * 1.002 and int8 < int4 < dense * 1.5
     h2o = oracle.measure(QuantSpec(), KVSpec("h2o_online", budget=0.2))
-    assert dense < h2o.ppl < dense * 3 and h2o.stats["mean_selected"] <= 0.2 * 512
+    assert dense < h2o.ppl < dense * 3 and h2o.selection.mean_selected <= 0.2 * 512
     calibrated = QuantSpec("tender", bits=4, groups=4, mode="calibrated", rounding="auto")
     auto = oracle.measure(calibrated)
-    chosen = auto.stats["rounding"]
-    assert chosen == min(auto.stats["rounding_nll"], key=auto.stats["rounding_nll"].get)
+    chosen = auto.measured.rounding.chosen
+    assert chosen == min(auto.measured.rounding.nll, key=auto.measured.rounding.nll.get)
     assert oracle.measure(dataclasses.replace(calibrated, rounding=chosen)).ppl == pytest.approx(auto.ppl, rel=1e-9)
     static = oracle.measure(dataclasses.replace(calibrated, bits=8, quantize_attention=True)).ppl
     runtime = oracle.measure(dataclasses.replace(calibrated, bits=8, quantize_attention=True, mode="runtime")).ppl
@@ -193,8 +193,8 @@ def test_gemma_proxy_with_bos_and_sliding_windows(gemma: AccuracyOracle) -> None
     perplexity as the model's own attention. A selection at 20 % then costs perplexity."""
     from workloads.accuracy.specs import KVSpec
 
-    assert gemma.source.path.name == "gemma-3-270m-q4_k_m.gguf"
-    lm, windows, bos = gemma._load()
+    assert gemma.source.name == "gemma-3-270m-q4_k_m.gguf"
+    lm, windows, bos = gemma.session.loaded()
     assert bos is not None and bool((windows.ids[:, 0] == bos).all())
     assert lm.model.config.sliding_window < windows.seq_len
     dense = gemma.baseline()

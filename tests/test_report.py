@@ -13,8 +13,7 @@ import pytest
 
 from dse.app import run_search
 from dse.config import to_config
-from dse.evaluate import design_breakdown
-from dse.export import load_design
+from dse.designs import design_breakdown, load_design
 from dse.pareto import epsilon_additive, igd_plus, non_dominated
 from dse.report.__main__ import main as report_main
 from dse.report.html import build_report, importances

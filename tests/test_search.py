@@ -22,8 +22,8 @@ from dse.config import CONF_DIR, Config, ConfigError
 from dse.hardware import layer_name
 from dse.objectives import assess, merged_constraints
 from dse.pareto import non_dominated
-from dse.report import study_table
-from dse.study import make_storage
+from dse.results import study_table
+from dse.storage import make_storage
 from dse.systems import make_system
 from dse.systems.systolic import SystolicSystem
 from tests import brute

@@ -18,7 +18,7 @@ from dse.app import run_search
 from dse.config import Config, ConfigError
 from dse.host import worker_id
 from dse.space import suggest
-from dse.study import make_storage
+from dse.storage import make_storage
 
 SHORT = ["search.progress=false", "output.plot_formats=[]"]
 

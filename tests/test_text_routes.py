@@ -69,12 +69,12 @@ def test_the_oracle_reads_the_hf_route(offline_hf: Path) -> None:
     repo = hub_layout(offline_hf, ["", " = A = \n", "", " b c \n"])
     oracle = AccuracyOracle(AccuracyConfig(text_path=f"hf:{repo}/wikitext-2-raw-v1/test", cache_dir=str(offline_hf),
                                            progress=False))
-    assert oracle.text() == "\n\n = A = \n\n\n\n\n b c \n"
-    assert oracle.text_sha256() == "hf:" + hashlib.sha256(oracle.text().encode()).hexdigest()
+    assert oracle.session.text() == "\n\n = A = \n\n\n\n\n b c \n"
+    assert oracle.identity()["text_sha256"] == "hf:" + hashlib.sha256(oracle.session.text().encode()).hexdigest()
     wrong = AccuracyOracle(AccuracyConfig(text_path=f"hf:{repo}/wikitext-2-raw-v1/validation",
                                           cache_dir=str(offline_hf), progress=False))
     with pytest.raises(AccuracySetupError, match="cannot load hf:"):
-        wrong.text()
+        wrong.identity()
 
 
 def test_a_missing_text_names_both_routes(tmp_path: Path) -> None:

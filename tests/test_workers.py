@@ -28,7 +28,7 @@ from dse.app import run_search
 from dse.config import Config, ConfigError
 from dse.coordination import Retry, ask_lock_for, claim, counts, reap
 from dse.space import suggest
-from dse.study import FlockJournalLock, make_storage
+from dse.storage import FlockJournalLock, make_storage
 from tests.conftest import POSTGRES_SCRIPT, Postgres
 
 ROOT = Path(__file__).resolve().parents[1]

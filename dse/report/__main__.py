@@ -14,7 +14,8 @@ from pathlib import Path
 from dse.report.runs import ReportError
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(prog="python -m dse.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (each holds trials.csv and summary.json)")
@@ -23,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
                         "/ tech / sampler from its summary.json)")
     parser.add_argument("--design", type=int, help="break down this trial of the first run instead of the knee")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from dse.report.html import write_report  # plotly after the command line is parsed
 
     try:

@@ -231,8 +231,7 @@ class Section:
 
 
 def _breakdown_section(runs: Sequence[Run], design: int | None) -> tuple[Section, list[str]]:
-    from dse.evaluate import design_breakdown
-    from dse.export import DesignFileError, load_design
+    from dse.designs import DesignFileError, design_breakdown, load_design
 
     figures, notes = [], []
     for i, run in enumerate(runs):

@@ -52,7 +52,7 @@ def measure(overrides: list[str]) -> dict[str, dict[str, float]]:
     dense = oracle.baseline().ppl
     bound = cfg.accuracy.max_ppl_increase if cfg.accuracy.max_ppl_increase is not None else 5.0
     olaccel = [(r, oracle.measure(QuantSpec(method="olaccel", bits=4, outlier_ratio=r)).ppl) for r in RATIOS]
-    print(f"proxy {oracle.source.path.name}: dense ppl {dense:.3f}; OLAccel INT4 ppl by outlier ratio: "
+    print(f"proxy {oracle.source.name}: dense ppl {dense:.3f}; OLAccel INT4 ppl by outlier ratio: "
           + ", ".join(f"{r:.3g}: {p:.3f}" for r, p in olaccel))
     rho = iso_accuracy_ratio(olaccel, dense + bound)
     print(f"smallest outlier ratio within +{bound:g} ppl of dense: {rho:.4f}")
@@ -75,12 +75,17 @@ def write(results: dict[str, dict[str, float]], windows: str) -> None:
         print(f"updated {path}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(prog="python -m dse.studies.baseline_inputs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help="write the measured inputs into conf/model/")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of accuracy.* (e.g. accuracy.windows=8)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     results = measure(args.overrides)
     if args.write:
         acc = compose_config(args.overrides).accuracy

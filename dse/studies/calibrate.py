@@ -120,12 +120,17 @@ def fit_infinigen() -> dict[str, dict[str, float]]:
     return {"infinigen": {"gather_gbps": value}}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(prog="python -m dse.studies.calibrate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=["tender", "infinigen"])
     parser.add_argument("--write", action="store_true", help="write the fitted values into conf/system/")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.study == "infinigen":
         mechanism = fit_infinigen()
     else:

@@ -508,7 +508,8 @@ def sensitivity_main(study: str, out: Path) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(prog="python -m dse.studies.fidelity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=["tender", "infinigen"])
@@ -518,7 +519,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sensitivity", action="store_true",
                         help="the headline ratios at both ends of every stated range (conf/: range next to each "
                              "calibrated constant and labelled assumption): a table and a tornado plot")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.sensitivity:
         return sensitivity_main(args.study, args.out)

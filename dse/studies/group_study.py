@@ -19,7 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dse.config import CONF_DIR, ConfigError, register_schema, to_config
+from dse.config import CONF_DIR, ConfigError, exit_on_group_syntax, register_schema, to_config
 
 log = logging.getLogger("dse.studies.group_study")
 register_schema()
@@ -76,13 +76,14 @@ def _app(raw: DictConfig) -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    title = (f"{oracle.source.path.name}: {cfg.accuracy.windows} x {cfg.accuracy.seq_len} tokens, "
+    title = (f"{oracle.source.name}: {cfg.accuracy.windows} x {cfg.accuracy.seq_len} tokens, "
              f"chunk {base.chunk}, {base.mode}")
     plot(rows, baseline, out / "accuracy_vs_groups.png", title)
     print(f"unquantised ppl={baseline:.4f}; wrote {out / 'accuracy_vs_groups.csv'} and accuracy_vs_groups.png")
 
 
 def main() -> None:
+    exit_on_group_syntax(sys.argv[1:])
     _app()
 
 

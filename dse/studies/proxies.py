@@ -99,16 +99,21 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from dse.oracle import AccuracyOracle
-
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(prog="python -m dse.studies.proxies", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--other", default="gemma3_270m", help="the second proxy: a file of conf/accuracy/")
     parser.add_argument("--systems", nargs="+", default=["tender", "infinigen"])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by both proxies, e.g. accuracy.windows=2")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dse.oracle import AccuracyOracle
+
+    args = build_parser().parse_args(argv)
     overrides = [o for o in args.overrides if not o.startswith("system=")]
     try:
         cfg = to_config(compose_raw(overrides))

@@ -46,13 +46,18 @@ def keys_of(cfg: Config) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
     return knobs, [dict(zip(knobs, c, strict=True)) for c in itertools.product(*(grid[k] for k in knobs))]
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--windows", type=int, default=1)
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--safety", type=float, default=1.5)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     cfg = compose([*args.overrides, "accuracy.progress=false", "search.progress=false"])
     system = make_system(cfg)
     knobs, combos = keys_of(cfg)

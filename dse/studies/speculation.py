@@ -36,7 +36,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dse.config import CONF_DIR, ConfigError, register_schema, to_config
+from dse.config import CONF_DIR, ConfigError, exit_on_group_syntax, register_schema, to_config
+from dse.oracle import Measurement
+from workloads.accuracy.specs import KVSpec, QuantSpec
 
 log = logging.getLogger("dse.studies.speculation")
 register_schema()
@@ -97,14 +99,13 @@ def plot(layers: dict[str, dict[str, dict[str, float]]], path: Path, title: str)
     plt.close(fig)
 
 
-def _row(group: str, name: str, kv: Any, m: Any, dense: float) -> dict[str, Any]:
-    stats = m.stats or {}
-    quality = stats.get("quality") or {}
-    by_ctx = stats.get("by_context") or {}
+def _row(group: str, name: str, kv: KVSpec, m: Measurement, dense: float) -> dict[str, Any]:
+    sel = m.selection
+    quality = sel.quality if sel is not None else None
     return {"group": group, "variant": name, "method": kv.method, "alpha": kv.alpha, "budget": kv.budget,
-            "ppl": m.ppl, "ppl_increase": m.ppl - dense, "selected_per_row": stats.get("mean_selected"),
-            "selected_last_bucket": list(by_ctx.values())[-1] if by_ctx else None,
-            "recall": quality.get("recall"), "spearman": quality.get("spearman"),
+            "ppl": m.ppl, "ppl_increase": m.ppl - dense, "selected_per_row": sel.mean_selected if sel else None,
+            "selected_last_bucket": sel.buckets[-1].mean if sel and sel.buckets else None,
+            "recall": quality.recall if quality else None, "spearman": quality.spearman if quality else None,
             "spec": {f.name: getattr(kv, f.name) for f in dataclasses.fields(kv) if f.name != "report"}}
 
 
@@ -121,7 +122,6 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(raw: DictConfig) -> None:
     from dse.oracle import AccuracyOracle
-    from workloads.accuracy.specs import QuantSpec
 
     try:
         cfg = to_config(raw)
@@ -136,7 +136,7 @@ def _app(raw: DictConfig) -> None:
     rows: list[dict[str, Any]] = []
     layers: dict[str, dict[str, dict[str, float]]] = {}
 
-    def run(group: str, name: str, kv: Any) -> Any:
+    def run(group: str, name: str, kv: KVSpec) -> Measurement:
         m = oracle.measure(none, kv)
         rows.append(_row(group, name, kv, m, dense))
         r = rows[-1]
@@ -145,8 +145,9 @@ def _app(raw: DictConfig) -> None:
               flush=True)
         return m
 
-    def per_layer(m: Any) -> dict[str, dict[str, float]]:
-        return ((m.stats or {}).get("quality") or {}).get("per_layer", {})
+    def per_layer(m: Measurement) -> dict[str, dict[str, float]]:
+        quality = m.selection.quality if m.selection is not None else None
+        return quality.to_dict()["per_layer"] if quality is not None else {}
 
     ref = run("reference", "paper's method", base)
     layers["reference"] = per_layer(ref)
@@ -176,7 +177,7 @@ def _app(raw: DictConfig) -> None:
         for name, per_layer in layers.items():
             for layer, q in sorted(per_layer.items(), key=lambda kv: int(kv[0])):
                 writer.writerow([name, layer, f"{q['recall']:.4f}", f"{q['spearman']:.4f}"])
-    title = (f"{oracle.source.path.name}: {cfg.accuracy.windows} x {cfg.accuracy.seq_len} tokens, budget "
+    title = (f"{oracle.source.name}: {cfg.accuracy.windows} x {cfg.accuracy.seq_len} tokens, budget "
              f"{base.budget}, alpha {base.alpha}, r {base.partial_ratio}; dense ppl {dense:.3f}")
     plot(layers, out / "speculation_quality.png", title)
     (out / "speculation.md").write_text(f"{title}\n\n{_markdown(rows)}")
@@ -185,6 +186,7 @@ def _app(raw: DictConfig) -> None:
 
 
 def main() -> None:
+    exit_on_group_syntax(sys.argv[1:])
     _app()
 
 

@@ -13,11 +13,11 @@ from functools import cache
 from pathlib import Path
 
 from dse.config import Config, ConfigError
-from dse.systems._base import Evaluation, System, measured_fractions, scheme_from_mechanism, split_points
+from dse.systems._base import Evaluation, System, scheme_from_mechanism, split_points
 from workloads.checks import require_choice
 
-__all__ = ["Evaluation", "System", "families", "make_system", "measured_fractions", "scheme_from_mechanism",
-           "split_points", "system_class"]
+__all__ = ["Evaluation", "System", "families", "make_system", "scheme_from_mechanism", "split_points",
+           "system_class"]
 
 
 @cache

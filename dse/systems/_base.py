@@ -6,7 +6,7 @@ from __future__ import annotations
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from cost_models.design import DesignPoints
 from dse.config import Bound, Config, ConfigError, Quantity
 from dse.hardware import Hardware
+from workloads.accuracy.measured import SelectionStats
 from workloads.accuracy.specs import KVSpec, QuantSpec
 
 S = TypeVar("S")
@@ -33,29 +34,6 @@ def split_points(points: dict[str, Any]) -> list[dict[str, Any]]:
     n = max((np.size(v) for v in points.values() if isinstance(v, np.ndarray)), default=1)
     return [{k: (np.asarray(v).reshape(-1)[i if np.size(v) > 1 else 0] if isinstance(v, np.ndarray) else v)
              for k, v in points.items()} for i in range(n)]
-
-
-def measured_fractions(measured: Mapping[str, np.ndarray] | None) -> np.ndarray | None:
-    """Selected-token fractions by relative window position from an accuracy measurement (None when the
-    measurement observed none). Non-finite fractions are an error, not a silent fall-back to the
-    published table: the cost model would describe another selection than the one measured."""
-    frac = (measured or {}).get("selected_fraction_by_position")
-    if frac is not None and not np.all(np.isfinite(frac)):
-        raise ValueError(f"the accuracy measurement's selected-token fractions are not finite: {list(frac)}")
-    return frac
-
-
-def with_measured_selection(scheme: S, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None,
-                            total_len: int) -> tuple[S, dict[str, Any]]:
-    """An offloading scheme whose selected-token table is replaced by the fractions the accuracy
-    measurement observed (mapped onto ``total_len`` tokens), and the points with ``k_scale`` 1 (the
-    measurement already is the selection); unchanged when nothing was measured."""
-    from cost_models import offload
-
-    frac = measured_fractions(measured)
-    if frac is None:
-        return scheme, points
-    return offload.with_measured_selection(scheme, frac, total_len), {**points, "k_scale": 1.0}  # type: ignore
 
 
 def _coerce(value: Any, hint: Any) -> Any:
@@ -102,9 +80,6 @@ class System(ABC):
         from dse.catalog import Catalog
 
         self.name = cfg.system.name
-        self.kv_method = cfg.system.kv_method
-        self.kv_variant = cfg.kv.to_spec()  # kv.* knobs a design point does not set (speculation variant, eviction)
-        self.target_head_dim = cfg.model.to_shape().head_dim
         self.hw = dict(cfg.system.hw)
         self.tech_name = cfg.tech.name
         self.catalogs = {n: Catalog.from_config(n, k) for n, k in cfg.system.catalog.items()}
@@ -130,9 +105,10 @@ class System(ABC):
         return self.design(points).invalid_reason()
 
     @abstractmethod
-    def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
-        """Metrics for design points given as knob -> scalar or 1-D array; ``measured``: what the accuracy
-        measurement of these points observed (e.g. selected-token fractions), used where the model can."""
+    def evaluate(self, points: dict[str, Any], selection: SelectionStats | None = None) -> Evaluation:
+        """Metrics for design points given as knob -> scalar or 1-D array; ``selection``: what the accuracy
+        measurement these points share observed of their KV selection, used where the model can (it replaces the
+        published selected-token table)."""
 
     def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
         """Per-operator rows for one design (``BREAKDOWN_COLUMNS``; for reports and ``python -m dse.evaluate
@@ -144,22 +120,15 @@ class System(ABC):
         for a system without a PE array."""
         return None
 
-    def kv_spec(self, point: dict[str, Any], dense_layers: int, **knobs: Any) -> KVSpec | None:
-        """The KV selection measured for a design point (None without a KV method): ``kv.*`` for what the point
-        does not set, the point's budget and alpha, and as many partial columns as the point's r keeps of the
-        target model's head (r x head_dim of the target, e.g. 0.2 x 128 = 26 on OPT), capped by the proxy's
-        head when measured: the speculation the cost model charges for is the one whose accuracy is measured."""
-        if self.kv_method is None:
-            return None
-        cols = max(1, round(float(point["partial_ratio"]) * self.target_head_dim))
-        return replace(self.kv_variant, method=self.kv_method, budget=float(point["budget"]),
-                       alpha=float(point["alpha"]), partial_ratio=float(point["partial_ratio"]), partial_cols=cols,
-                       dense_layers=dense_layers, report=False, **knobs)
-
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
         """(QuantSpec, KVSpec or None) of the algorithms this design runs, for the accuracy oracle, or
         None if the system has no accuracy coupling. Knobs shared by hardware and algorithm drive both."""
         return None
+
+    def spec_inputs(self) -> dict[str, dict[str, Any]]:
+        """The ``quant.*`` / ``kv.*`` fields this system's accuracy specs read from the config (by section; empty
+        without accuracy coupling): with the cost model's config, what makes a study's problem."""
+        return {}
 
 
 #: the columns of a per-operator breakdown row (an operator not of the GEMM list leaves M, K, N, count empty)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -11,7 +10,9 @@ import numpy as np
 
 from cost_models import offload
 from dse.config import Bound, Config, ConfigError
-from dse.systems._base import Evaluation, System, scheme_from_mechanism, with_measured_selection
+from dse.systems._base import Evaluation, System, scheme_from_mechanism
+from dse.systems._kv import KVCoupling, with_measured_selection
+from workloads.accuracy.measured import SelectionStats
 from workloads.accuracy.specs import KVSpec, QuantSpec
 from workloads.checks import require_choice
 
@@ -27,6 +28,7 @@ class OffloadSystem(System):
         self.scheme = scheme_from_mechanism(offload.OffloadScheme, cfg.system.mechanism, name=self.name)
         require_choice("system.mechanism.kv_fraction", self.scheme.kv_fraction, offload.KV_SCHEMES, ConfigError)
         require_choice("system.mechanism.budget_base", self.scheme.budget_base, offload.BUDGET_BASES, ConfigError)
+        self.kv = KVCoupling.from_config(cfg, extra=("pool_size", "cache_bits", "cache_group"))
 
     @property
     def knobs(self) -> tuple[str, ...]:
@@ -37,16 +39,19 @@ class OffloadSystem(System):
         return offload.OffloadDesign.from_mapping(points)
 
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
-        kv = self.kv_spec(point, self.scheme.dense_layers, pool_size=float(point["pool_fraction"]),
+        kv = self.kv.spec(point, self.scheme.dense_layers, pool_size=float(point["pool_fraction"]),
                           cache_bits=self.scheme.cache_bits, cache_group=self.scheme.cache_group)
         return None if kv is None else (QuantSpec(), kv)
 
-    def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
+    def spec_inputs(self) -> dict[str, dict[str, Any]]:
+        return {"kv": self.kv.read()} if self.kv.method is not None else {}
+
+    def evaluate(self, points: dict[str, Any], selection: SelectionStats | None = None) -> Evaluation:
         """With measured selected-token fractions (InfiniGen on the proxy model, by relative position in
         its window), they replace the published k table, mapped onto this workload's context lengths."""
         scheme = self.scheme
         if offload.KV_SCHEMES[scheme.kv_fraction].selects_tokens:
-            scheme, points = with_measured_selection(scheme, points, measured, self.prompt + self.gen)
+            scheme, points = with_measured_selection(scheme, points, selection, self.prompt + self.gen)
         design = self.design(points)
         energy = offload.EnergyTable(**{f.name: float(np.asarray(points[f.name]).reshape(-1)[0])
                                         for f in fields(offload.EnergyTable)})

@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-import numpy as np
-
 from cost_models import tender
 from dse.config import Bound, Config
 from dse.hardware import (
@@ -24,17 +22,26 @@ from dse.hardware import (
     words_per_cycle,
 )
 from dse.systems._base import Evaluation, System, other_row, per_op_rows, scheme_from_mechanism
+from dse.systems._spec import SpecTemplate
 from workloads import build_operators
+from workloads.accuracy.measured import SelectionStats
 from workloads.accuracy.specs import KVSpec, QuantSpec
 
+#: the QuantSpec fields a Tender design point sets; the others (rounding, weight quantisation) come from ``quant.*``
+TENDER_SET = ("method", "bits", "groups", "chunk", "mode", "quantize_attention")
 
-def tender_quant(point: Mapping[str, Any]) -> QuantSpec:
-    """The Tender quantisation a design point's knobs imply (bits, groups, chunk, mode, Tender (all)): the
-    cost model and the measured accuracy describe the same design."""
+
+def tender_template(cfg: Config) -> SpecTemplate[QuantSpec]:
+    return SpecTemplate.of(QuantSpec, cfg.quant, TENDER_SET)
+
+
+def tender_quant(template: SpecTemplate[QuantSpec], point: Mapping[str, Any]) -> QuantSpec:
+    """The Tender quantisation a design point's knobs imply (bits, groups, chunk, mode, Tender (all)) over the
+    ``quant.*`` fields it does not set: the cost model and the measured accuracy describe the same design."""
     mode = point["mode"]
-    return QuantSpec(method="tender", bits=int(point["bits"]), groups=int(point["groups"]),
-                     chunk=int(point["chunk"]), mode=mode if isinstance(mode, str) else tender.MODES[int(mode)],
-                     quantize_attention=bool(point["quantize_attention"]))
+    return template.build(method="tender", bits=int(point["bits"]), groups=int(point["groups"]),
+                          chunk=int(point["chunk"]), mode=mode if isinstance(mode, str) else tender.MODES[int(mode)],
+                          quantize_attention=bool(point["quantize_attention"]))
 
 
 class OutlierArraySystem(System):
@@ -49,6 +56,7 @@ class OutlierArraySystem(System):
         # the model's own inputs (model.baseline_inputs.<system>) replace the system's defaults
         mechanism = {**cfg.system.mechanism, **cfg.model.baseline_inputs.get(self.name, {})}
         self.scheme = scheme_from_mechanism(tender.Scheme, mechanism, name=self.name)
+        self.quant = tender_template(cfg)
 
     @property
     def knobs(self) -> tuple[str, ...]:
@@ -60,7 +68,10 @@ class OutlierArraySystem(System):
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
         if not self.scheme.decomposed:
             return None  # ANT/OLAccel/OliVe algorithms are not emulated on the real model
-        return tender_quant(point), None
+        return tender_quant(self.quant, point), None
+
+    def spec_inputs(self) -> dict[str, dict[str, Any]]:
+        return {"quant": self.quant.read()} if self.scheme.decomposed else {}
 
     def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
         """Every GEMM, then the non-GEMM vector work of each phase (norms, softmax, activations on the VPU) and
@@ -141,7 +152,7 @@ class OutlierArraySystem(System):
                                note=("ganged 2x2 4-bit PEs" if (r, c) != (int(d.rows[0]), int(d.cols[0])) else ""))
                      for (w, r, c), layers in views.items())
 
-    def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
+    def evaluate(self, points: dict[str, Any], selection: SelectionStats | None = None) -> Evaluation:
         design = self.design(points)
         return Evaluation(metrics=tender.evaluate(design, self.ops, self.tech, self.scheme),
                           invalid=design.invalid_reason())

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
-
-import numpy as np
 
 from cost_models import accelerator, systolic
 from dse.config import Bound, Config
@@ -23,6 +20,7 @@ from dse.hardware import (
 )
 from dse.systems._base import Evaluation, System, other_row, per_op_rows
 from workloads import build_operators
+from workloads.accuracy.measured import SelectionStats
 
 
 class SystolicSystem(System):
@@ -42,7 +40,7 @@ class SystolicSystem(System):
     def design(self, points: dict[str, Any]) -> accelerator.SystolicDesign:
         return accelerator.SystolicDesign.from_mapping(points)
 
-    def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
+    def evaluate(self, points: dict[str, Any], selection: SelectionStats | None = None) -> Evaluation:
         design = self.design(points)
         metrics, _ = accelerator.evaluate(design, self.ops, self.tech)
         return Evaluation(metrics=metrics, invalid=design.invalid_reason())

@@ -3,16 +3,15 @@ prefetch (cost_models/joint.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-import numpy as np
-
 from cost_models import joint, offload, tender
 from dse.config import Bound, Config
-from dse.systems._base import Evaluation, System, scheme_from_mechanism, with_measured_selection
-from dse.systems.outlier_array import tender_quant
+from dse.systems._base import Evaluation, System, scheme_from_mechanism
+from dse.systems._kv import KVCoupling, with_measured_selection
+from dse.systems.outlier_array import tender_quant, tender_template
+from workloads.accuracy.measured import SelectionStats
 from workloads.accuracy.specs import KVSpec, QuantSpec
 
 
@@ -29,6 +28,8 @@ class TenderInfiniGenSystem(System):
         self.scheme = tender.Scheme(name="tender", decomposed=True)
         self.offload = scheme_from_mechanism(offload.OffloadScheme, cfg.system.mechanism, name="infinigen",
                                              kv_fraction="infinigen")
+        self.quant = tender_template(cfg)
+        self.kv = KVCoupling.from_config(cfg)
 
     @property
     def knobs(self) -> tuple[str, ...]:
@@ -38,10 +39,13 @@ class TenderInfiniGenSystem(System):
         return joint.JointDesign.from_mapping(points)
 
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
-        return tender_quant(point), self.kv_spec(point, self.offload.dense_layers)
+        return tender_quant(self.quant, point), self.kv.spec(point, self.offload.dense_layers)
 
-    def evaluate(self, points: dict[str, Any], measured: Mapping[str, np.ndarray] | None = None) -> Evaluation:
-        scheme, points = with_measured_selection(self.offload, points, measured,
+    def spec_inputs(self) -> dict[str, dict[str, Any]]:
+        return {"quant": self.quant.read(), **({"kv": self.kv.read()} if self.kv.method is not None else {})}
+
+    def evaluate(self, points: dict[str, Any], selection: SelectionStats | None = None) -> Evaluation:
+        scheme, points = with_measured_selection(self.offload, points, selection,
                                                  self.spec.prompt_len + self.spec.gen_len)
         design = self.design(points)
         metrics = joint.evaluate(design, self.shape, self.spec, self.tech, self.scheme, scheme)

@@ -1,4 +1,4 @@
-"""Applying a quantisation scheme to every linear layer of a real model (the accuracy emulation).
+"""Applying a quantisation method (``quantmethods/``) to every linear layer of a real model (the accuracy emulation).
 
 Every ``nn.Linear`` except the LM head is wrapped. Linear layers that read the same activation (q/k/v;
 gate/up) share one *site*: its activation is quantised once per forward. Per tender.md 2.6 (Llama-
@@ -12,12 +12,15 @@ and OPT-style names):
 | down_proj (Llama)        | no               | yes    |
 | fc2 (OPT, after ReLU)    | no               | no     |
 
-Weights are quantised per output channel at the same bit width, once, and restored afterwards.
+Weights are quantised by the method (per output channel at the same bit width for all but OLAccel), once, and
+restored afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -26,11 +29,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from workloads.accuracy import quant
+from workloads.accuracy.quantmethods._base import QuantMethod
 from workloads.accuracy.specs import QuantSpec
 
 SHARED = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
 NO_BIAS = {"o_proj", "down_proj", "fc2"}
 UNSIGNED = {"fc2"}
+
+
+@functools.cache
+def quant_method(name: str) -> QuantMethod:
+    """The quantisation method ``name`` (the module ``quantmethods/<name>.py``)."""
+    return importlib.import_module(f"workloads.accuracy.quantmethods.{name}").METHOD
 
 
 @dataclass
@@ -70,18 +80,8 @@ class Site:
         if self._value is not None and self._input is not None and self._input.matches(x_in):
             return self._value  # the other linear layers reading this activation (q/k/v, gate/up)
         x = x_in.reshape(-1, x_in.shape[-1])
-        s = self.spec
-        if s.method == "tender":
-            value = quant.tender_fake_quant(x, bits=s.bits, groups=s.groups, chunk=s.chunk, signed=self.signed,
-                                            use_bias=self.use_bias, calib=self.calib, rounding=s.rounding)
-        elif s.method == "per_tensor":
-            value = (quant.symmetric_fake_quant(x, s.bits, None), None)
-        elif s.method == "per_token":
-            value = (quant.symmetric_fake_quant(x, s.bits, -1), None)
-        elif s.method == "olaccel":
-            value = (quant.outlier_fake_quant(x, s.bits, s.outlier_ratio), None)
-        else:
-            value = (x, None)
+        activation = quant_method(self.spec.method).activation
+        value = activation(x, self.spec, self) if activation is not None else (x, None)
         self._input, self._value = Held.of(x_in), value
         return value
 
@@ -196,7 +196,8 @@ def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkSta
               attn_calib: dict[int, AttentionStats] | None = None) -> Iterator[dict[str, Site]]:
     """Wrap every linear layer for the duration of the block; the model is restored afterwards. ``attn_calib``
     (Tender (all) in calibrated mode): the static K and V statistics per layer."""
-    if spec.method == "none":
+    method = quant_method(spec.method)
+    if method.activation is None:  # the model as loaded
         yield {}
         return
     sites: dict[str, Site] = {}
@@ -206,12 +207,8 @@ def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkSta
             name = site_name(full, child)
             if name not in sites:
                 sites[name] = Site(name, use_bias=child not in NO_BIAS, signed=child not in UNSIGNED, spec=spec,
-                                   calib=(calib or {}).get(name) if spec.mode == "calibrated" else None)
-            w_hat = lin.weight
-            if spec.quantize_weights and spec.method == "olaccel":  # outlier weights kept too, per output row
-                w_hat = quant.outlier_fake_quant(lin.weight.data, spec.bits, spec.outlier_ratio, dim=-1)
-            elif spec.quantize_weights:
-                w_hat = quant.weight_fake_quant(lin.weight.data, spec.bits)
+                                   calib=(calib or {}).get(name) if method.needs_calibration(spec) else None)
+            w_hat = method.weight(lin.weight.data, spec) if spec.quantize_weights and method.weight else lin.weight
             setattr(parent, child, QuantLinear(lin, sites[name], w_hat))
             swapped.append((parent, child, lin))
         if spec.quantize_attention:

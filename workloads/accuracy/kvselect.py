@@ -25,6 +25,7 @@ from torch import nn
 
 from workloads.accuracy.kvmethods._base import KVMethod, SelectionInput, blocked_mask
 from workloads.accuracy.kvmethods.infinigen import Skew, calibrated_skew
+from workloads.accuracy.measured import ContextBucket, SelectionStats, SpeculationQuality
 from workloads.accuracy.quant import group_fake_quant
 from workloads.accuracy.specs import KVSpec
 
@@ -184,28 +185,25 @@ def calibrate_skew(model: nn.Module, windows: torch.Tensor, device: torch.device
             for layer, qs in queries.items()}
 
 
-def selected_token_stats(selector: Selector, T: int, bucket: int | None = None) -> dict[str, Any]:
-    """Mean selected tokens per (sparse) layer and query row, overall and by context-length bucket
-    (256 tokens, or T/8 for shorter windows)."""
+def selected_token_stats(selector: Selector, T: int, bucket: int | None = None) -> SelectionStats | None:
+    """Mean selected tokens per (sparse) layer and query row, overall and by context-length bucket (256 tokens, or
+    T/8 for shorter windows), with the speculation quality when ``kv.report`` collected it; None when no layer
+    selected."""
     if not selector.counts:
-        return {}
+        return None
     bucket = bucket or max(1, min(256, T // 8))
     per_layer = {layer: torch.stack(c).float().mean(0) for layer, c in selector.counts.items()}  # [T]
     mean_rows = torch.stack(list(per_layer.values())).mean(0)
-    edges = list(range(0, T, bucket))
-    by_ctx = {f"{s + 1}-{min(s + bucket, T)}": float(mean_rows[s:s + bucket].mean()) for s in edges}
-    return {"mean_selected": float(mean_rows.mean()), "by_context": by_ctx,
-            "per_layer": {str(k): float(v.mean()) for k, v in per_layer.items()}}  # JSON-stable keys
+    buckets = tuple(ContextBucket(s + 1, min(s + bucket, T), float(mean_rows[s:s + bucket].mean()))
+                    for s in range(0, T, bucket))
+    return SelectionStats(float(mean_rows.mean()), buckets, {k: float(v.mean()) for k, v in per_layer.items()},
+                          quality_stats(selector))
 
 
-def quality_stats(selector: Selector) -> dict[str, Any]:
+def quality_stats(selector: Selector) -> SpeculationQuality | None:
     """``kv.report``: per sparse layer, the mean recall of the exact per-head top-k by the speculated top-k
-    (at each row's k) and the mean Spearman correlation of speculated and exact scores; and their means."""
+    (at each row's k) and the mean Spearman correlation of speculated and exact scores."""
     if not selector.quality:
-        return {}
-    per_layer = {str(layer): {"recall": q["recall"] / max(q["rows"], 1.0),
-                              "spearman": q["spearman"] / max(q["ranked"], 1.0)}
-                 for layer, q in sorted(selector.quality.items())}
-    return {"per_layer": per_layer,
-            "recall": sum(v["recall"] for v in per_layer.values()) / len(per_layer),
-            "spearman": sum(v["spearman"] for v in per_layer.values()) / len(per_layer)}
+        return None
+    return SpeculationQuality({layer: (q["recall"] / max(q["rows"], 1.0), q["spearman"] / max(q["ranked"], 1.0))
+                               for layer, q in sorted(selector.quality.items())})

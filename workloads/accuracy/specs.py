@@ -1,9 +1,11 @@
 """What the accuracy emulation runs, as plain validated values (no torch at import).
 
-``QuantSpec`` describes a quantisation (Tender or a per-tensor/per-token baseline) and ``KVSpec`` a
-KV-token selection; the configuration (``dse.config``) and the systems (``dse.systems``) build and
-validate them without loading the emulation. The KV methods are the modules of
-``workloads/accuracy/kvmethods/`` (one per method, listed without importing them).
+``QuantSpec`` describes a quantisation (Tender or a baseline) and ``KVSpec`` a KV-token selection; the
+configuration (``dse.config``) and the systems (``dse.systems``) build and validate them without loading the
+emulation. ``ProxySetup`` says which proxy, text and windows a :class:`~workloads.accuracy.session.ProxySession`
+measures on; what one measurement returns is :mod:`workloads.accuracy.measured`. The quantisation and KV methods
+are the modules of ``workloads/accuracy/quantmethods/`` and ``workloads/accuracy/kvmethods/`` (one per method,
+listed without importing them).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import pkgutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workloads.checks import require_choice
 
-QUANT_METHODS = ("none", "tender", "per_tensor", "per_token", "olaccel")
+if TYPE_CHECKING:
+    from workloads.accuracy.proxy import Packaged
+
 QUANT_MODES = ("runtime", "calibrated")
 ROUNDINGS = ("rup", "rdn", "auto")  # auto: calibrated mode picks rup or rdn by NLL (the reference); runtime: rup
 EVICTIONS = ("counter", "lru", "fifo")
@@ -27,13 +32,25 @@ COLUMN_RULES = ("sum", "union")  # the paper's top of sum |Q~| + |K~|; the accur
 COLUMN_SOURCES = ("request", "offline")  # per request from the window; once, from the calibration text
 COUNT_RULES = ("mean", "per_head")  # one count per row (mean over heads, the paper); each head its own count
 CACHE_BITS = (16, 8, 4)  # FP16, or FlexGen's group-wise compression at 8 or 4 bits
-KV_METHODS_DIR = Path(__file__).resolve().parent / "kvmethods"
+HERE = Path(__file__).resolve().parent
+KV_METHODS_DIR = HERE / "kvmethods"
+QUANT_METHODS_DIR = HERE / "quantmethods"
+
+
+def _modules(folder: Path) -> tuple[str, ...]:
+    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if not m.name.startswith("_")))
 
 
 @cache
 def kv_method_names() -> tuple[str, ...]:
     """The KV-selection methods: one module each in ``kvmethods/`` ('dense' = no selection)."""
-    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(KV_METHODS_DIR)]) if not m.name.startswith("_")))
+    return _modules(KV_METHODS_DIR)
+
+
+@cache
+def quant_method_names() -> tuple[str, ...]:
+    """The quantisation methods: one module each in ``quantmethods/`` ('none' = the model as loaded)."""
+    return _modules(QUANT_METHODS_DIR)
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,7 @@ class QuantSpec:
     def __post_init__(self) -> None:
         if self.quantize_attention and self.method != "tender":
             raise ValueError("quant.quantize_attention=true needs quant.method=tender")
-        require_choice("quant.method", self.method, QUANT_METHODS)
+        require_choice("quant.method", self.method, quant_method_names())
         require_choice("quant.bits", self.bits, (4, 8))
         if self.groups < 1 or self.chunk < 1:
             raise ValueError("quant.groups and quant.chunk must be >= 1")
@@ -113,3 +130,35 @@ class KVSpec:
     def active(self) -> bool:
         """Whether attention differs from the model's own at all (a selection, or a compressed KV cache)."""
         return self.selects or self.cache_bits < 16
+
+
+HF_PREFIX = "hf:"  # accuracy.text_path=hf:NAME/CONFIG/SPLIT: the evaluation text from the Hugging Face Hub
+
+
+def is_hf(ref: str) -> bool:
+    return ref.startswith(HF_PREFIX)
+
+
+class SetupError(ValueError):
+    """The accuracy set-up cannot work: a missing text or calibration file, a model that cannot be found or loaded."""
+
+
+@dataclass(frozen=True)
+class ProxySetup:
+    """What a :class:`~workloads.accuracy.session.ProxySession` measures on: the proxy model (``model_path``, or
+    the packaged ``proxy``), the evaluation text (a file path, or ``hf:NAME/CONFIG/SPLIT``), the calibration text,
+    the window budget, where models and file hashes are cached, and how torch runs (none of the last four change
+    a measurement except ``dtype``)."""
+
+    proxy: Packaged
+    text: str
+    calib_path: Path
+    cache_dir: Path
+    model_path: str | None = None
+    windows: int = 4
+    seq_len: int = 1024
+    calib_windows: int = 4
+    device: str = "auto"
+    dtype: str = "auto"
+    threads: int = 0
+    progress: bool = True

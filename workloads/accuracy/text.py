@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
+from workloads.accuracy.specs import HF_PREFIX
+
 
 class TextNotFound(FileNotFoundError):
     pass
 
 
-HF_PREFIX = "hf:"
 #: sha256 of the joined text of shared/data's wiki.test.raw under the protocol below: what the Hugging Face
 #: route must give for hf:wikitext/wikitext-2-raw-v1/test (the same rows, the same joining)
 WIKITEXT2_TEST_JOINED_SHA256 = "696cca6b65a171b0a358a4be6732cdfdf2dd6164a32e20fd70e3c13fc4dfae83"
@@ -76,10 +77,6 @@ class HfText:
 
     def read(self, key: str = "accuracy.text_path") -> str:
         return join_rows(self.rows(key))
-
-
-def is_hf(ref: str) -> bool:
-    return ref.startswith(HF_PREFIX)
 
 
 @dataclass(frozen=True)

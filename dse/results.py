@@ -1,4 +1,5 @@
-"""Run-directory artefacts: trials.csv, pareto.csv and summary.json."""
+"""Run-directory artefacts: trials.csv, pareto.csv and summary.json (written by the search, read by the loop, the
+exports and the report)."""
 
 from __future__ import annotations
 
