@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dse import __version__
+from dse import __version__, environment
 from dse.accuracy_store import store_for
 from dse.checks import check_search
 from dse.config import Config, to_config
@@ -18,7 +18,7 @@ from dse.export import export_designs
 from dse.pareto import Box
 from dse.plots import save_history_plot, save_pareto_plots
 from dse.results import history, indicators, load_reference_front, study_table, summarise, write_summary, write_tables
-from dse.storage import claim_run_dir, make_storage, storage_target
+from dse.storage import claim_run_dir, make_storage, record_run_dir, storage_target
 from dse.study import LoopResult, open_study, optimise
 from dse.workers import run_workers
 
@@ -116,6 +116,9 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
         "tide_version": __version__,
     })
     write_summary(summary, run_dir)
+    record_run_dir(run_dir, target, cfg.search.study_name, environment=environment.describe(),
+                   accuracy_keys=(accuracy.keys_of((t.params for t in table.complete), cfg.system.space)
+                                  if accuracy is not None else []))
     if cfg.output.report:
         write_run_report(run_dir)
     log.info("%d trials (%d feasible, %d failed), Pareto set %d, hypervolume %.4f -> %s", summary["n_trials"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,23 @@ class AccuracyProvider:
         keyed = self.oracle.session.describe(quant, kv) if quant is not None else {}
         return {section: {k: v for k, v in fields.items() if k in (keyed.get(section) or {})}
                 for section, fields in self.system.spec_inputs().items()}
+
+    def keys_of(self, params: Iterable[dict[str, Any]], space: dict[str, Any]) -> list[str]:
+        """The accuracy cache keys the designs of ``params`` (trials' knob values) rest on, each once: one key per
+        combination of the knobs that change the accuracy spec (found by probing, as the exhaustive run does)."""
+        from dse.exhaustive import accuracy_knobs
+        from dse.space import grid_values
+
+        values = {k: grid_values(k, v) if v.type != "float" or v.step is not None else [v.low, v.high]
+                  for k, v in space.items()}
+        knobs = accuracy_knobs(self.system, values, True)
+        combos = {tuple((k, p[k]) for k in knobs if k in p) for p in params}
+        keys = set()
+        for combo in sorted(combos, key=repr):
+            spec = self.system.accuracy_spec(self.system.complete(dict(combo)))
+            if spec is not None:
+                keys.add(self.oracle.key(*spec))
+        return sorted(keys)
 
     def describe(self, measured_elsewhere: int = 0) -> dict[str, Any]:
         """``measured_elsewhere``: keys this run's worker processes measured (search.workers > 1)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dse.designs import DesignFileError, evaluated, load_design
+from dse.environment import version_differences
 from dse.systems._base import BREAKDOWN_COLUMNS
 
 
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {args.design}: {exc}", file=sys.stderr)
         return 2
+    provenance = doc.get("provenance") if isinstance(doc.get("provenance"), dict) else {}
+    differ = version_differences(provenance.get("packages")) if isinstance(provenance.get("packages"), dict) else []
+    if differ:
+        print(f"warning: {args.design} was written with other package versions ({'; '.join(differ)}): the recorded "
+              "values may not be reproduced", file=sys.stderr)
     rows = system.breakdown(point) if args.breakdown else []
     return report(args, system.name, rows, metrics, recorded_metrics, expected)
 

@@ -17,6 +17,7 @@ import yaml
 
 from dse.config import Config, plain
 from dse.designs import FORMAT_VERSION
+from dse.environment import packages
 from dse.objectives import Problem
 from dse.results import StudyTable, trial_metrics
 from dse.systems import System
@@ -50,7 +51,8 @@ def design_document(cfg: Config, problem: Problem, trial: optuna.trial.FrozenTri
             "objectives": dict(zip(problem.objectives, trial.values, strict=True)),
             "metrics": metrics,
         },
-        "provenance": {"study": cfg.search.study_name, "trial": trial.number, "run_dir": str(run_dir)},
+        "provenance": {"study": cfg.search.study_name, "trial": trial.number, "run_dir": str(run_dir),
+                       "packages": dict(packages())},
     }
 
 

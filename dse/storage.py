@@ -173,7 +173,8 @@ def claim_run_dir(run_dir: Path, target: str, study_name: str) -> None:
     path = run_dir / RUN_RECORD
     mine = {"storage": target, "study_name": study_name}
     if path.is_file():
-        theirs = json.loads(path.read_text())
+        record = json.loads(path.read_text())
+        theirs = {k: record.get(k) for k in mine}  # the rest (environment, accuracy keys) describes a session
         if theirs != mine:
             raise ConfigError(f"hydra.run.dir: {run_dir} holds the results of study {theirs.get('study_name')!r} "
                               f"in {theirs.get('storage')}; use another run directory, or resume that study there "
@@ -182,5 +183,10 @@ def claim_run_dir(run_dir: Path, target: str, study_name: str) -> None:
         raise ConfigError(f"hydra.run.dir: {run_dir} holds the results of another run; use another run directory")
 
 
-def record_run_dir(run_dir: Path, target: str, study_name: str) -> None:
-    (run_dir / RUN_RECORD).write_text(json.dumps({"storage": target, "study_name": study_name}) + "\n")
+def record_run_dir(run_dir: Path, target: str, study_name: str, **more: Any) -> None:
+    """``run.json``: the storage and study the directory belongs to, and ``more`` (the last session's environment
+    and the accuracy keys its results rest on)."""
+    path = run_dir / RUN_RECORD
+    record = json.loads(path.read_text()) if path.is_file() and more else {}
+    record.update({"storage": target, "study_name": study_name, **more})
+    path.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from dse.config import AccuracyConfig
 from dse.oracle import AccuracyOracle
+from workloads.accuracy import kernels
 from workloads.accuracy.emulation import quant_method
 from workloads.accuracy.session import emulation_fingerprint
 from workloads.accuracy.specs import KVSpec, QuantSpec, quant_method_names
@@ -29,6 +34,7 @@ def oracle(tmp_path: Path) -> AccuracyOracle:
     o.session._identity = {  # what identity() computes, without hashing the model file
         "model": "/venv/model.gguf", "model_sha256": "a" * 64, "text_sha256": "b" * 64, "calib_sha256": "c" * 64,
         "windows": 4, "seq_len": 1024, "calib_windows": 4, "dtype": "torch.float32", "emulation": "d" * 64,
+        "kernels": {"cpu_capability": "AVX2", "mkl_cbwr": "AVX2,STRICT", "torch": "2.13.0+cpu"},
     }
     return o
 
@@ -79,7 +85,9 @@ def test_every_identity_field_changes_the_key(oracle: AccuracyOracle) -> None:
     ident = dict(oracle.identity())
     base = oracle.key(QUANT)  # calibrated: the calibration text and windows count
     for name, value in ident.items():
-        oracle.session._identity = {**ident, name: "other" if isinstance(value, str) else value + 1}
+        other = "other" if isinstance(value, str) else {**value, "cpu_capability": "AVX512"} if isinstance(
+            value, dict) else value + 1
+        oracle.session._identity = {**ident, name: other}
         changed = oracle.key(QUANT)
         if name == "model":  # the path is provenance; the file is identified by its hash
             assert changed == base
@@ -111,3 +119,22 @@ def test_a_damaged_cache_is_moved_aside_and_rebuilt(tmp_path: Path, caplog: pyte
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
     assert "damaged" in caplog.text and str(aside[0]) in caplog.text
     assert oracle.lookup("0" * 64) is None  # a working, empty store
+
+
+def test_the_measurement_kernels_are_pinned_and_part_of_the_identity() -> None:
+    """On an x86 CPU with AVX2 a measuring process runs torch's and MKL's AVX2 paths (a variable the user set is
+    kept), and the identity of every measurement names the kernels and package versions in effect."""
+    code = ("import os, json\nimport workloads.accuracy.real_model\nfrom workloads.accuracy import kernels\n"
+            "print(json.dumps(kernels.in_effect()))\n")
+    run = lambda env: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,  # noqa: E731
+                                     cwd=Path(__file__).resolve().parent.parent, env=env, timeout=120)
+    base = {k: v for k, v in os.environ.items() if k not in kernels.X86_AVX2}
+    pinned = run(base)
+    assert pinned.returncode == 0, pinned.stderr
+    effect = json.loads(pinned.stdout)
+    if kernels.pins():
+        assert effect["aten_cpu_capability"] == "avx2" and effect["cpu_capability"] == "AVX2"
+        assert effect["mkl_cbwr"] == "AVX2,STRICT"
+    mine = json.loads(run({**base, "ATEN_CPU_CAPABILITY": "default"}).stdout)
+    assert mine["aten_cpu_capability"] == "default" and mine["cpu_capability"] == "DEFAULT"
+    assert {"torch", "transformers", "gguf", "numpy"} <= set(effect)

@@ -24,6 +24,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+from workloads.accuracy import kernels  # noqa: E402
+
+kernels.pin()  # before torch runs a kernel (workloads/accuracy/kernels.py says why)
 
 import torch  # noqa: E402
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from workloads.accuracy import kernels
 from workloads.accuracy.emulation import (
     AttentionStats,
     collect_attention_calibration,
@@ -115,7 +116,8 @@ class ProxySession:
     # -- identity ------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """What every measurement of this session depends on: the model file's content hash (and its path, as
-        provenance only), the evaluation and calibration texts' hashes, the windows, the dtype and the code."""
+        provenance only), the evaluation and calibration texts' hashes, the windows, the dtype, the code, and the
+        kernels and package versions that compute (``kernels.in_effect``)."""
         if self._identity is None:
             self._identity = {
                 "model": str(self.source.path), "model_sha256": self.source.fingerprint(self.cache_dir),
@@ -124,7 +126,7 @@ class ProxySession:
                 "windows": self.setup.windows, "seq_len": self.setup.seq_len,
                 "calib_windows": self.setup.calib_windows,
                 "dtype": str(pick_dtype(self.setup.dtype, pick_device(self.setup.device))),
-                "emulation": emulation_fingerprint(),
+                "emulation": emulation_fingerprint(), "kernels": kernels.in_effect(),
             }
         return self._identity
 
