@@ -29,10 +29,11 @@ def array_fields(cls: type, values: Mapping[str, Any], skip: Iterable[str] = ())
 
 def first_failure(n: int, checks: Iterable[tuple[np.ndarray, str]]) -> np.ndarray:
     """Per point the message of the first failed check ('' where all pass)."""
-    reasons = np.full(n, "", dtype=object)
-    for bad, why in checks:
-        reasons[np.broadcast_to(bad, (n,)) & (reasons == "")] = why
-    return reasons
+    checks = list(checks)
+    first = np.zeros(n, dtype=np.int64)  # 0: passes; i: fails check i first
+    for i in range(len(checks), 0, -1):  # the last check first, so that earlier failures overwrite later ones
+        first[np.broadcast_to(checks[i - 1][0], (n,))] = i
+    return np.array(["", *(why for _, why in checks)], dtype=object)[first]
 
 
 def evaluate_valid(design: DesignPoints, evaluate: Callable[[np.ndarray], Mapping[str, np.ndarray]],

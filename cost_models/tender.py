@@ -269,11 +269,67 @@ class Breakdown:
     leakage_j: np.ndarray
 
 
-def _evaluate_group(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> dict[str, np.ndarray]:
-    return _costs(d, ops, tech, scheme)[0]
+#: the only knobs that the array-side costs do not read: everything else is computed once per distinct combination
+#: of the other knobs (an exhaustive chunk of 10^5 points holds a few thousand), then timed per point
+TIMING = ("clock_ghz", "hbm_bw_gbps")
 
 
-def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[dict[str, np.ndarray], Breakdown]:
+@dataclass(frozen=True)
+class ArraySide:
+    """What a design costs independent of its clock and memory bandwidth: per GEMM ([U, O]) the array cycles, their
+    stall-free part, bubbles, HBM bytes, VPU cycles and energies (pJ), per phase the vector unit's cycles ([U, 2]),
+    per design ([U]) the energy parts (J), areas and the metrics that need no time."""
+
+    cycles: np.ndarray
+    stall_free: np.ndarray
+    hbm: np.ndarray
+    busiest: np.ndarray  # per GEMM the larger of the array's and the VPU's cycles
+    vec_cycles: np.ndarray
+    e_op: np.ndarray
+    e_vec: np.ndarray
+    parts: dict[str, np.ndarray]
+    static: dict[str, np.ndarray]
+
+
+def _value_codes(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted distinct values, each entry's index among them): ``np.unique(..., return_inverse=True)``, found
+    from a strided sample and checked on every entry (a knob of a design space takes few values, so this avoids
+    sorting the whole column)."""
+    values = np.unique(column[:: max(1, column.size // 64)])
+    codes = np.minimum(np.searchsorted(values, column), values.size - 1)
+    if not np.array_equal(values[codes], column):  # a value the sample missed: the full sort
+        values, codes = np.unique(column, return_inverse=True)
+    return values, codes.reshape(-1)
+
+
+def distinct(d: TenderDesign) -> tuple[TenderDesign, np.ndarray]:
+    """The design points that differ in an array-side knob (every knob but ``TIMING``), and for each point of ``d``
+    the index of its representative."""
+    key = np.zeros(len(d), dtype=np.int64)
+    span = 1
+    for f in fields(d):
+        if f.name in TIMING:
+            continue
+        values, codes = _value_codes(getattr(d, f.name))  # a mixed-radix code per point
+        if span * len(values) >= 2**62:  # (never for real spaces) compact the code before it could overflow
+            _, key = np.unique(key, return_inverse=True)
+            span = int(key.max()) + 1
+        key = key * len(values) + codes.reshape(-1)
+        span *= len(values)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return d.take(first), inverse.reshape(-1)
+
+
+def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme, per_op: bool = False
+           ) -> tuple[dict[str, np.ndarray], Breakdown | None]:
+    """Metrics (and with ``per_op`` the breakdown): the array side once per distinct array-side design, the timing
+    per point."""
+    unique, inverse = distinct(d)
+    a = _array_side(unique, ops, tech, scheme)
+    return _timed(a, inverse, d, ops, tech, per_op)
+
+
+def _array_side(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> ArraySide:
     col = lambda a: a[:, None]  # noqa: E731
     M, K, N, cnt = ops.M[None, :], ops.K[None, :], ops.N[None, :], ops.count[None, :]
     attention = np.array([k.startswith("attn") for k in ops.kinds])[None, :]
@@ -351,13 +407,9 @@ def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[d
     vpu_ops = M * N * col(d.vpu_ops_per_output) + stat_ops
     vpu_cycles = np.ceil(vpu_ops / lanes)
 
-    clock = col(d.clock_ghz) * 1e9
-    lat = np.maximum(np.maximum(cycles / clock, hbm / (col(d.hbm_bw_gbps) * 1e9)), vpu_cycles / clock)
-    lat_all = lat * cnt
-
     # Non-GEMM vector work, in series: norms ~6 ops/elem, softmax ~5, activation ~4 (stated estimates).
     vec_ops = ops.norm_elems * 6 + ops.softmax_elems * 5 + ops.act_elems * 4
-    vec_time = np.ceil(vec_ops[None, :] / lanes) / clock  # (P, 2 phases)
+    vec_cycles = np.ceil(vec_ops[None, :] / lanes)  # (P, 2 phases)
 
     # Energy.
     macs = M * K * N
@@ -403,30 +455,16 @@ def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[d
     area_vpu = d.vpu_lanes * tech.fp32_lane_area_um2() / 1e6
     area = area_pe + area_sram + area_vpu + tech.periphery_area_mm2
 
-    prefill = ops.phase == int(Phase.PREFILL)
-    latency = lat_all.sum(axis=1) + vec_time.sum(axis=1)
-    e_leak = tech.leakage_mw_per_mm2 * 1e-3 * area * latency
     parts = {k: (v * cnt).sum(axis=1) * 1e-12 for k, v in
              (("mac", e_array), ("sram", e_sram), ("dram", e_dram), ("vpu", e_vpu))}
     parts["vpu"] = parts["vpu"] + e_vec.sum(axis=1) * 1e-12
-    energy = sum(parts.values()) + e_leak
     total_cycles = (cycles * cnt).sum(axis=1)
-    gen = float(ops.generated_tokens)
     k_max = float(ops.K[~attention[0]].max())
-    breakdown = Breakdown(
-        per_op=PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=(e_array + e_sram + e_dram + e_vpu) * cnt * 1e-12,
-                     dram_bytes=hbm * cnt, extra_cycles=(cycles - stall_free) * cnt),
-        vector_latency_s=vec_time, vector_energy_j=e_vec * 1e-12, leakage_j=e_leak)
-    metrics = with_derived({
-        "latency_s": latency,
-        "prefill_latency_s": lat_all[:, prefill].sum(axis=1) + vec_time[:, 0],
-        "decode_latency_s": lat_all[:, ~prefill].sum(axis=1) + vec_time[:, 1],
-        "energy_j": energy,
+    static = {
         "energy_mac_j": parts["mac"],
         "energy_sram_j": parts["sram"],
         "energy_dram_j": parts["dram"],
         "energy_vpu_j": parts["vpu"],
-        "energy_leak_j": e_leak,
         "area_mm2": area,
         "area_pe_mm2": area_pe,
         "area_sram_mm2": area_sram,
@@ -436,6 +474,46 @@ def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> tuple[d
         "bubble_share": (bubbles * cnt).sum(axis=1) / total_cycles,
         "acc_headroom_bits": d.acc_bits - (2 * d.bits + np.ceil(np.log2(k_max))
                                            + np.where(scheme.decomposed, d.groups - 1, 0)),
+    }
+    return ArraySide(cycles=cycles, stall_free=stall_free, hbm=hbm, busiest=np.maximum(cycles, vpu_cycles),
+                     vec_cycles=vec_cycles,
+                     e_op=e_array + e_sram + e_dram + e_vpu, e_vec=e_vec, parts=parts, static=static)
+
+
+def _timed(a: ArraySide, inverse: np.ndarray, d: TenderDesign, ops: GemmOps, tech: Tech, per_op: bool
+           ) -> tuple[dict[str, np.ndarray], Breakdown | None]:
+    """Each point's latencies from its representative's array side and its own clock and HBM bandwidth; the
+    leakage and the metrics that follow from latency and energy."""
+    col = lambda x: x[:, None]  # noqa: E731
+    cnt = ops.count[None, :]
+    clock = col(d.clock_ghz) * 1e9
+    # max(cycles / clock, hbm / bw, vpu / clock) as max(max(cycles, vpu) / clock, hbm / bw): the same floats (division
+    # by a positive number keeps the order), one gather and one division fewer per point and GEMM
+    lat = np.maximum(a.busiest[inverse] / clock, a.hbm[inverse] / (col(d.hbm_bw_gbps) * 1e9))
+    lat_all = lat * cnt
+    vec_time = a.vec_cycles[inverse] / clock  # (P, 2 phases)
+    parts = {k: v[inverse] for k, v in a.parts.items()}
+    static = {k: v[inverse] for k, v in a.static.items()}
+    area = static["area_mm2"]
+    prefill = ops.phase == int(Phase.PREFILL)
+    latency = lat_all.sum(axis=1) + vec_time.sum(axis=1)
+    e_leak = tech.leakage_mw_per_mm2 * 1e-3 * area * latency
+    energy = sum(parts.values()) + e_leak
+    gen = float(ops.generated_tokens)
+    cycles, hbm = (a.cycles[inverse], a.hbm[inverse]) if per_op else (None, None)
+    breakdown = Breakdown(
+        per_op=PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=a.e_op[inverse] * cnt * 1e-12,
+                     dram_bytes=hbm * cnt, extra_cycles=(cycles - a.stall_free[inverse]) * cnt),
+        vector_latency_s=vec_time, vector_energy_j=a.e_vec * 1e-12, leakage_j=e_leak) if per_op else None
+    metrics = with_derived({
+        "latency_s": latency,
+        "prefill_latency_s": lat_all[:, prefill].sum(axis=1) + vec_time[:, 0],
+        "decode_latency_s": lat_all[:, ~prefill].sum(axis=1) + vec_time[:, 1],
+        "energy_j": energy,
+        **{k: static[k] for k in ("energy_mac_j", "energy_sram_j", "energy_dram_j", "energy_vpu_j")},
+        "energy_leak_j": e_leak,
+        **{k: static[k] for k in ("area_mm2", "area_pe_mm2", "area_sram_mm2", "area_vpu_mm2", "utilization",
+                                  "bubble_share", "acc_headroom_bits")},
     }, gen)
     return metrics, breakdown
 
@@ -445,11 +523,12 @@ def breakdown(design: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) ->
     bad = design.invalid_reason()
     if any(bad):
         raise ValueError(f"invalid design: {next(b for b in bad if b)}")
-    return _costs(design, ops, tech, scheme)[1]
+    out = _costs(design, ops, tech, scheme, per_op=True)[1]
+    assert out is not None
+    return out
 
 
-def evaluate(design: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme, *, chunk: int = 4096
+def evaluate(design: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme, *, chunk: int = 16384
              ) -> dict[str, np.ndarray]:
     """Metrics (``METRICS``) per design point; invalid points (``invalid_reason``) get NaN."""
-    return evaluate_valid(design, lambda idx: _evaluate_group(design.take(idx), ops, tech, scheme), METRICS,
-                          chunk=chunk)
+    return evaluate_valid(design, lambda idx: _costs(design.take(idx), ops, tech, scheme)[0], METRICS, chunk=chunk)

@@ -50,11 +50,14 @@ class Catalog:
 
 
 def _codes(chosen: np.ndarray, names: list[str], key: str) -> np.ndarray:
-    uniq, inverse = np.unique(chosen.astype(str), return_inverse=True)
-    bad = [u for u in uniq if u not in names]
-    if bad:
-        raise ValueError(f"{key} must be one of {sorted(names)}, got {bad}")
-    return np.array([names.index(u) for u in uniq])[inverse]
+    """Each choice's index in ``names`` (one vectorised comparison per name: no sort of the strings)."""
+    values = chosen.astype(str)
+    codes = np.full(values.shape, -1, dtype=np.int64)
+    for i, name in enumerate(names):
+        codes[values == name] = i
+    if (codes < 0).any():
+        raise ValueError(f"{key} must be one of {sorted(names)}, got {sorted(set(values[codes < 0].tolist()))}")
+    return codes
 
 
 def complete(hw: Mapping[str, Any], params: Mapping[str, Any], catalogs: Mapping[str, Catalog]) -> dict[str, Any]:

@@ -277,3 +277,37 @@ def test_olaccel_energy_mechanism_by_hand(tender_system: OutlierArraySystem) -> 
     stalls = busy * (1 - 0.97 ** 64) * 1.0
     expected = stalls * 64 * 64 * float(tech.register_energy_pj(8.0)) * 1e-12  # two 4-bit operand registers
     assert ungated["energy_mac_j"][0] - plain["energy_mac_j"][0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_points_that_share_their_array_side_are_costed_once_and_exactly(tender_system: OutlierArraySystem) -> None:
+    """The array side (every knob but the clock and the HBM bandwidth) is computed once per distinct design and timed
+    per point: the metrics are bit for bit those of the array side computed for every point, equal to each point
+    evaluated alone (to the last bits of a sum over GEMMs), and the breakdown still adds up."""
+    rng = np.random.default_rng(11)
+    n = 60
+    hw = {**_hw(tender_system), "rows": rng.choice([16, 64], n), "groups": rng.choice([2, 8], n),
+          "clock_ghz": rng.choice([0.5, 1.0, 1.5], n), "hbm_bw_gbps": rng.choice([25.0, 100.0, 400.0], n)}
+    design = T.TenderDesign.from_mapping(hw)
+    unique, inverse = T.distinct(design)
+    assert len(unique) == 4 and np.array_equal(unique.rows[inverse], design.rows)
+    ops, tech, scheme = tender_system.ops, tender_system.tech, tender_system.scheme
+    together = T.evaluate(design, ops, tech, scheme)
+    every_point = T._timed(T._array_side(design, ops, tech, scheme), np.arange(n), design, ops, tech, False)[0]
+    for key, value in every_point.items():
+        assert np.array_equal(together[key], value), key
+    for i in range(0, n, 7):
+        alone = T.evaluate(design.take(np.array([i])), ops, tech, scheme)
+        for key, value in alone.items():
+            assert together[key][i] == pytest.approx(value[0], rel=1e-14), key
+    b = T.breakdown(design.take(np.array([3])), tender_system.ops, tender_system.tech, tender_system.scheme)
+    total = b.per_op.latency_s.sum() + b.vector_latency_s.sum()
+    assert total == pytest.approx(together["latency_s"][3], rel=1e-12)
+
+
+def test_value_codes_fall_back_when_the_sample_misses_a_value() -> None:
+    column = np.full(1000, 4.0)
+    column[501] = 7.0  # not on the strided sample
+    values, codes = T._value_codes(column)
+    assert list(values) == [4.0, 7.0] and codes[501] == 1 and (np.delete(codes, 501) == 0).all()
+    values, codes = T._value_codes(np.array([8.0, 4.0, 8.0]))
+    assert list(values) == [4.0, 8.0] and list(codes) == [1, 0, 1]
