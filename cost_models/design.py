@@ -58,3 +58,35 @@ def evaluate_valid(design: DesignPoints, evaluate: Callable[[np.ndarray], Mappin
             for k in names:
                 out[k][idx] = part[k]
     return out
+
+
+def value_codes(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted distinct values, each entry's index among them): ``np.unique(..., return_inverse=True)``, found
+    from a strided sample and checked on every entry (a knob of a design space takes few values, so this avoids
+    sorting the whole column)."""
+    values = np.unique(column[:: max(1, column.size // 64)])
+    codes = np.minimum(np.searchsorted(values, column), values.size - 1)
+    if not np.array_equal(values[codes], column):  # a value the sample missed: the full sort
+        values, codes = np.unique(column, return_inverse=True)
+    return values, codes.reshape(-1)
+
+
+def combination_codes(columns: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """For equal-length columns: the index of the first row of each distinct combination of their values, and for
+    every row the number of its combination (``np.unique(np.column_stack(columns), axis=0, return_index=True,
+    return_inverse=True)[1:]``, by a mixed-radix code instead of a sort of the rows)."""
+    key: np.ndarray | None = None
+    span = 1
+    for column in columns:
+        values, codes = value_codes(np.asarray(column))
+        if key is None:
+            key, span = codes.astype(np.int64), len(values)
+            continue
+        if span * len(values) >= 2**62:  # (never for real spaces) compact the code before it could overflow
+            _, key = np.unique(key, return_inverse=True)
+            span = int(key.max()) + 1
+        key = key * len(values) + codes
+        span *= len(values)
+    assert key is not None, "no columns"
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cost_models import tender
-from cost_models.design import evaluate_valid, first_failure
+from cost_models.design import combination_codes, evaluate_valid, first_failure
 from cost_models.metrics import with_derived
 from cost_models.offload import OffloadScheme, selected_tokens
 from cost_models.tech import Tech
@@ -126,67 +126,78 @@ class JointDesign:
         ])
         return np.where(accel != "", accel, extra)
 
-    def point(self, i: int) -> dict[str, Any]:
-        """Point ``i`` as knob -> scalar (mode and int8_pe as their codes, which the models accept)."""
-        accel = {f.name: getattr(self.accel, f.name)[i] for f in dataclasses.fields(self.accel)}
-        return {**accel, **{k: v[i] for k, v in self.extra.items()}}
+
+#: the knobs that fix a point's operator list (the batch, and the selected tokens and speculation GEMMs that the
+#: budget, the k scale and r imply): points sharing them are evaluated together
+OPERATOR_KNOBS = ("batch", "budget", "k_scale", "partial_ratio")
+
+
+def excess_sum(g: np.ndarray, k: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Per point, sum over the steps t of max(0, g k_t - window): what of the steps' transfers g k_t is not hidden
+    behind the window. Computed from the sorted k_t (the steps above window / g contribute), not as points x steps."""
+    k_sorted = np.sort(k)
+    above_sums = np.concatenate([np.cumsum(k_sorted[::-1])[::-1], [0.0]])  # sum of k_sorted[i:]
+    first_above = np.searchsorted(k_sorted, window / g, side="right")
+    return np.maximum(0.0, g * above_sums[first_above] - window * (k_sorted.size - first_above))
 
 
 def evaluate(design: JointDesign, shape: ModelShape, spec: WorkloadSpec, tech: Tech, scheme: tender.Scheme,
              offload_scheme: OffloadScheme) -> dict[str, np.ndarray]:
-    """Metrics (``JOINT_METRICS``) per design point; invalid points get NaN. The Tender model is
-    vectorised; the composition (whose operator list depends on the batch) runs per point."""
-
-    def run(idx: np.ndarray) -> dict[str, np.ndarray]:
-        part = design.take(idx)
-        rows = [evaluate_point(part.point(i), shape, spec, tech, scheme, offload_scheme) for i in range(len(idx))]
-        return {k: np.array([r[k] for r in rows]) for k in JOINT_METRICS}
-
-    return evaluate_valid(design, run, JOINT_METRICS, chunk=256)
+    """Metrics (``JOINT_METRICS``) per design point; invalid points get NaN. Points that share their operator list
+    (``OPERATOR_KNOBS``) run through the vectorised Tender model and the composition together."""
+    groups = combination_codes(design.extra[k] for k in OPERATOR_KNOBS)[1]
+    return evaluate_valid(design, lambda idx: _evaluate_group(design.take(idx), shape, spec, tech, scheme,
+                                                              offload_scheme),
+                          JOINT_METRICS, chunk=16384, groups=groups)
 
 
-def evaluate_point(point: dict[str, Any], shape: ModelShape, spec: WorkloadSpec, tech: Tech, scheme: tender.Scheme,
-                   offload_scheme: OffloadScheme) -> dict[str, float]:
-    """Metrics of one joint design point."""
-    b = int(point["batch"])
+def _evaluate_group(d: JointDesign, shape: ModelShape, spec: WorkloadSpec, tech: Tech, scheme: tender.Scheme,
+                    offload_scheme: OffloadScheme) -> dict[str, np.ndarray]:
+    """Metrics of design points that share ``OPERATOR_KNOBS``: the Tender model over the operator list they imply,
+    then the host link and the accelerator memory per point."""
+    x = d.extra
+    b, budget, k_scale, r = (float(x[k][0]) for k in OPERATOR_KNOBS)
+    b = int(b)
     spec = dataclasses.replace(spec, batch=b)
     ops = build_operators(shape, spec)
     ctx = decode_contexts(spec)
-    cap = np.floor(float(point["budget"]) * (spec.prompt_len + spec.gen_len))
-    k = np.minimum(selected_tokens(offload_scheme, ctx, np.asarray(float(point["k_scale"]))), cap)
-    sel_ops = _with_selection(ops, shape, k, offload_scheme.dense_layers, float(point["partial_ratio"]), b)
-    design = tender.TenderDesign.from_mapping(point)
-    m = {key: float(v[0]) for key, v in tender.evaluate(design, sel_ops, tech, scheme).items()}
+    cap = np.floor(budget * (spec.prompt_len + spec.gen_len))
+    k = np.minimum(selected_tokens(offload_scheme, ctx, np.asarray(k_scale)), cap)
+    sel_ops = _with_selection(ops, shape, k, offload_scheme.dense_layers, r, b)
+    m = tender.evaluate(d.accel, sel_ops, tech, scheme)
 
     L, dense = shape.layers, offload_scheme.dense_layers
-    kv_bits = float(point["bits"]) if float(point["kv_quantized"]) > 0 else 16.0
+    bits = d.accel.bits
+    kv_bits = np.where(x["kv_quantized"] > 0, bits, 16.0)
     e = 2 * shape.kv_dim * kv_bits / 8
-    link = float(point["host_link_gbps"]) * GB
+    link = x["host_link_gbps"] * GB
     steps = np.arange(1, spec.gen_len)
     n = spec.prompt_len + steps
-    k_steps = np.minimum(selected_tokens(offload_scheme, n.astype(float), np.asarray(float(point["k_scale"]))), cap)
-    dense_xfer = dense * e * b * n / link
-    sparse_xfer_layer = e * b * k_steps / link
+    k_steps = np.minimum(selected_tokens(offload_scheme, n.astype(float), np.asarray(k_scale)), cap)
     decode_steps = max(spec.gen_len - 1, 1)
     ffn_share = (3 if shape.gated_mlp else 2) * shape.hidden * shape.ffn / shape.linear_params_per_layer()
     ffn_layer = m["decode_latency_s"] / decode_steps / L * ffn_share
-    exposed = (L - dense) * np.maximum(0.0, 2 * sparse_xfer_layer - ffn_layer)  # gather + copy vs FFN window
+    # Per decode step: the dense layers' loads (exposed), the sparse layers' gather + copy beyond the FFN window they
+    # hide behind, and the write-back, summed over the steps: sum_t max(0, g k_t - ffn) with g = 2 e b / link is
+    # g (sum of the k_t above ffn / g) - ffn (their count), from the sorted k_t (no points x steps array).
+    dense_xfer = dense * e * b * float(n.sum()) / link
+    exposed = (L - dense) * excess_sum(2 * e * b / link, k_steps, ffn_layer)
     writeback = L * e * b / link
-    link_decode = float((dense_xfer + exposed + writeback).sum()) if spec.gen_len > 1 else 0.0
+    link_decode = dense_xfer + exposed + steps.size * writeback if spec.gen_len > 1 else np.zeros(len(d))
     link_prefill = L * e * b * spec.prompt_len / link
     latency = m["latency_s"] + link_decode + link_prefill
-    link_bytes = float(e * b * (L * spec.prompt_len + (dense * n).sum() + ((L - dense) * k_steps).sum()
-                                + L * (spec.gen_len - 1)))
-    e_link = link_bytes * float(point["host_pj_per_byte"]) * 1e-12
+    link_bytes = e * b * (L * spec.prompt_len + (dense * n).sum() + ((L - dense) * k_steps).sum()
+                          + L * (spec.gen_len - 1))
+    e_link = link_bytes * x["host_pj_per_byte"] * 1e-12
     energy = m["energy_j"] + e_link + tech.leakage_mw_per_mm2 * 1e-3 * m["area_mm2"] * (latency - m["latency_s"])
-    weights = shape.non_embedding_linear_params() * float(point["bits"]) / 8 + 2 * shape.vocab * shape.hidden
-    partial_k = L * b * (spec.prompt_len + spec.gen_len) * float(point["partial_ratio"]) * shape.kv_dim * 2
+    weights = shape.non_embedding_linear_params() * bits / 8 + 2 * shape.vocab * shape.hidden
+    partial_k = L * b * (spec.prompt_len + spec.gen_len) * r * shape.kv_dim * 2
     hbm_need = (weights + partial_k) / GB
     return with_derived({
         **m, "latency_s": latency, "energy_j": energy,
         "host_link_s": link_decode + link_prefill, "host_link_bytes": link_bytes,
-        "hbm_need_gb": hbm_need, "hbm_headroom_gb": float(point["hbm_gb"]) - hbm_need,
-        "mean_selected_tokens": float(k.mean()) if k.size else 0.0,
+        "hbm_need_gb": hbm_need, "hbm_headroom_gb": x["hbm_gb"] - hbm_need,
+        "mean_selected_tokens": np.full(len(d), float(k.mean()) if k.size else 0.0),
     }, b * spec.gen_len)
 
 

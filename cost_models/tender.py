@@ -40,7 +40,7 @@ import numpy as np
 
 from cost_models import systolic
 from cost_models.accelerator import PerOp
-from cost_models.design import array_fields, evaluate_valid, first_failure
+from cost_models.design import array_fields, combination_codes, evaluate_valid, first_failure
 from cost_models.metrics import described, with_derived
 from cost_models.tech import Tech
 from workloads.operators import GemmOps, Phase
@@ -291,33 +291,11 @@ class ArraySide:
     static: dict[str, np.ndarray]
 
 
-def _value_codes(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the sorted distinct values, each entry's index among them): ``np.unique(..., return_inverse=True)``, found
-    from a strided sample and checked on every entry (a knob of a design space takes few values, so this avoids
-    sorting the whole column)."""
-    values = np.unique(column[:: max(1, column.size // 64)])
-    codes = np.minimum(np.searchsorted(values, column), values.size - 1)
-    if not np.array_equal(values[codes], column):  # a value the sample missed: the full sort
-        values, codes = np.unique(column, return_inverse=True)
-    return values, codes.reshape(-1)
-
-
 def distinct(d: TenderDesign) -> tuple[TenderDesign, np.ndarray]:
     """The design points that differ in an array-side knob (every knob but ``TIMING``), and for each point of ``d``
     the index of its representative."""
-    key = np.zeros(len(d), dtype=np.int64)
-    span = 1
-    for f in fields(d):
-        if f.name in TIMING:
-            continue
-        values, codes = _value_codes(getattr(d, f.name))  # a mixed-radix code per point
-        if span * len(values) >= 2**62:  # (never for real spaces) compact the code before it could overflow
-            _, key = np.unique(key, return_inverse=True)
-            span = int(key.max()) + 1
-        key = key * len(values) + codes.reshape(-1)
-        span *= len(values)
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return d.take(first), inverse.reshape(-1)
+    first, inverse = combination_codes([getattr(d, f.name) for f in fields(d) if f.name not in TIMING])
+    return d.take(first), inverse
 
 
 def _costs(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme, per_op: bool = False

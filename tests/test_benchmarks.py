@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(("script", "args", "expect"), [
     ("bench_vectorised.py", ["--points", "2000", "--one-by-one", "20"], "speed-up x"),
+    ("bench_exhaustive.py", ["system.space.scratchpad_kib.choices=[64]", "system.space.out_buf_kib.choices=[32]",
+                             "system.space.clock_ghz.high=0.7", "--workers", "1,2"], "same front in every run: True"),
     pytest.param("bench_fakequant.py", ["--seq-len", "128", "--repeats", "1"], "ratio to plain",
                  marks=pytest.mark.real_model),
     pytest.param("bench_kvselect.py", ["--seq-len", "128", "--repeats", "1"], "ratio to dense",

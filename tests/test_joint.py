@@ -76,3 +76,14 @@ def test_non_finite_measured_selection_is_an_error(joint: tuple[TenderInfiniGenS
     measured = sys_.evaluate({**hw, "acc_bits": 40}, selection([0.225, 0.625]))  # 5 % of the context in each
     table = sys_.evaluate({**hw, "acc_bits": 40})
     assert measured.metrics["mean_selected_tokens"][0] != table.metrics["mean_selected_tokens"][0]
+
+
+def test_the_exposed_transfer_sum_is_the_per_step_sum() -> None:
+    from cost_models.joint import excess_sum
+
+    rng = np.random.default_rng(5)
+    k = rng.integers(0, 400, 127).astype(float)
+    g, window = rng.uniform(1e-7, 1e-5, 50), rng.uniform(0, 2e-3, 50)
+    direct = np.maximum(0.0, g[:, None] * k[None, :] - window[:, None]).sum(axis=1)
+    np.testing.assert_allclose(excess_sum(g, k, window), direct, rtol=1e-12, atol=1e-18)
+    assert (excess_sum(np.full(3, 1e-9), k, np.full(3, 1.0)) == 0).all()  # everything hidden

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cost_models import systolic
 from cost_models import tender as T
+from cost_models.design import value_codes
 from dse.config import Config, to_config
 from dse.systems.outlier_array import OutlierArraySystem
 from tests.conftest import compose_raw
@@ -307,7 +308,7 @@ def test_points_that_share_their_array_side_are_costed_once_and_exactly(tender_s
 def test_value_codes_fall_back_when_the_sample_misses_a_value() -> None:
     column = np.full(1000, 4.0)
     column[501] = 7.0  # not on the strided sample
-    values, codes = T._value_codes(column)
+    values, codes = value_codes(column)
     assert list(values) == [4.0, 7.0] and codes[501] == 1 and (np.delete(codes, 501) == 0).all()
-    values, codes = T._value_codes(np.array([8.0, 4.0, 8.0]))
+    values, codes = value_codes(np.array([8.0, 4.0, 8.0]))
     assert list(values) == [4.0, 8.0] and list(codes) == [1, 0, 1]
