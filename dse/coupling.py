@@ -32,7 +32,7 @@ class AccuracyProvider:
         scr = cfg.accuracy.screening
         self.bound = cfg.accuracy.max_ppl_increase
         self.screen = (AccuracyOracle(dataclasses.replace(cfg.accuracy, windows=scr.windows, seq_len=scr.seq_len),
-                                      self.oracle.store)
+                                      self.oracle.store, beside=self.oracle)
                        if scr.enabled and self.bound is not None else None)
         self.factor = scr.factor
         self._screen_baseline: float | None = None

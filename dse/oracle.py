@@ -70,9 +70,11 @@ class Measurement:
 class AccuracyOracle:
     """Measurements of one accuracy set-up (``cfg``): keys, the store (default: the SQLite file in the cache
     directory; a study in a database shares the database's, see :mod:`dse.accuracy_store`) and the session that
-    measures what the store lacks."""
+    measures what the store lacks (built ``beside`` another oracle of the process, it shares that one's loaded
+    proxy where only the windows differ)."""
 
-    def __init__(self, cfg: AccuracyConfig, store: AccuracyStore | None = None, owner: str = "") -> None:
+    def __init__(self, cfg: AccuracyConfig, store: AccuracyStore | None = None, owner: str = "",
+                 beside: AccuracyOracle | None = None) -> None:
         self.cfg = cfg
         self.setup = cfg.to_setup()
         self.cache_dir = self.setup.cache_dir
@@ -80,7 +82,9 @@ class AccuracyOracle:
         from workloads.accuracy.session import ProxySession  # torch: only once an oracle is built
 
         with setup_errors():  # a missing text or model is named now, before any study exists
-            self.session: ProxySession = ProxySession(self.setup)
+            # ``beside``: another oracle of this process; one with other windows only shares its loaded proxy
+            self.session: ProxySession = (beside.session.sibling(self.setup) if beside is not None
+                                          else ProxySession(self.setup))
         self.store = store if store is not None else LocalStore(self.cache_dir / "accuracy.sqlite", owner)
         self.measured = 0
 

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
                              "system.space.clock_ghz.high=0.7", "--workers", "1,2"], "same front in every run: True"),
     pytest.param("bench_fakequant.py", ["--seq-len", "128", "--repeats", "1"], "ratio to plain",
                  marks=pytest.mark.real_model),
+    pytest.param("bench_accuracy_keys.py", ["accuracy.windows=1", "accuracy.seq_len=128", "--keys", "1",
+                                            "--screen-seq-len", "64"], "of a full key", marks=pytest.mark.real_model),
     pytest.param("bench_kvselect.py", ["--seq-len", "128", "--repeats", "1"], "ratio to dense",
                  marks=pytest.mark.real_model),
 ])

@@ -204,3 +204,44 @@ def test_gemma_proxy_with_bos_and_sliding_windows(gemma: AccuracyOracle) -> None
     assert own.ppl == pytest.approx(dense.ppl, rel=1e-4)
     for method in ("infinigen", "h2o"):
         assert gemma.measure(QuantSpec(), KVSpec(method, budget=0.2)).ppl > dense.ppl
+
+
+@pytest.mark.parametrize("proxy", ["oracle", "gemma"])
+def test_the_cached_tokenizer_tokenises_as_the_gguf_one(request: pytest.FixtureRequest, tmp_path: Path,
+                                                        proxy: str) -> None:
+    """The tokenizer is read from the GGUF file once and saved beside the dequantised model; the saved one gives
+    the same ids (and BOS) on the evaluation text, for both proxies."""
+    from transformers import AutoTokenizer
+
+    from workloads.accuracy.real_model import _cached_tokenizer
+    from workloads.accuracy.text import read_wikitext
+
+    oracle: AccuracyOracle = request.getfixturevalue(proxy)
+    path = oracle.source
+    gguf = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    saved = _cached_tokenizer(tmp_path / "tok", lambda: gguf)
+    again = _cached_tokenizer(tmp_path / "tok", lambda: pytest.fail("the saved tokenizer was not used"))
+    text = read_wikitext(oracle.cfg.path("text_path"))[:60_000]
+    ids = gguf(text, add_special_tokens=False)["input_ids"]
+    assert saved(text, add_special_tokens=False)["input_ids"] == ids
+    assert again(text, add_special_tokens=False)["input_ids"] == ids
+    assert again.bos_token_id == gguf.bos_token_id and again.eos_token_id == gguf.eos_token_id
+
+
+def test_a_screen_beside_the_full_oracle_shares_the_loaded_proxy(oracle: AccuracyOracle, tmp_path: Path) -> None:
+    """One loaded proxy per process: an oracle with other windows built beside another shares its model and token
+    ids, and measures what an oracle of its own would (another cache, so measured afresh)."""
+    import dataclasses
+
+    oracle.baseline()
+    lm = oracle.session.model
+    screen_cfg = dataclasses.replace(oracle.cfg, windows=2, seq_len=128, cache_dir=str(tmp_path / "a"))
+    screen = AccuracyOracle(screen_cfg, beside=oracle)
+    assert screen.session.shared is oracle.session.shared
+    shared = screen.measure(QuantSpec("tender", bits=8, groups=4, chunk=64))
+    assert screen.session.model is lm and shared.tokens == 2 * 127
+    alone = AccuracyOracle(dataclasses.replace(screen_cfg, cache_dir=str(tmp_path / "b")))
+    assert alone.session.shared is not oracle.session.shared
+    assert alone.measure(QuantSpec("tender", bits=8, groups=4, chunk=64)).ppl == shared.ppl
+    other_text = AccuracyOracle(dataclasses.replace(screen_cfg, text_path=oracle.cfg.calib_path), beside=oracle)
+    assert other_text.session.shared is not oracle.session.shared  # another text: nothing to share

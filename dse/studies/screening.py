@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     system = make_system(cfg)
     knobs, combos = keys_of(cfg)
     full = AccuracyOracle(cfg.accuracy)
-    screen = AccuracyOracle(dataclasses.replace(cfg.accuracy, windows=args.windows, seq_len=args.seq_len))
+    screen = AccuracyOracle(dataclasses.replace(cfg.accuracy, windows=args.windows, seq_len=args.seq_len),
+                            beside=full)
     base_full, base_screen = full.baseline().ppl, screen.baseline().ppl
     rows = []
     for params in combos:

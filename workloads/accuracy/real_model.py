@@ -19,8 +19,10 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -104,6 +106,26 @@ def _strip_quantization(model: torch.nn.Module) -> None:
             setattr(model, attr, value)
 
 
+def _cached_tokenizer(folder: Path, build: Callable[[], Any]) -> Any:
+    """The tokenizer saved in ``folder`` (keyed, like the dequantised model, by the GGUF file's sha256), else built
+    from the GGUF file and saved there: reading a GGUF file's vocabulary takes 10-13 s here, reloading the saved
+    tokenizer well under one (the ids are the same; tests/test_real_model.py compares them)."""
+    from transformers import AutoTokenizer
+
+    if (folder / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(folder)
+    tokenizer = build()
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    try:
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(folder)
+    except OSError:  # another process finished first (or the save failed): its copy, or none, stays
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer
+
+
 def load(model_path: str | None = None, *, proxy: Packaged = SMOLLM2, device: str = "auto", dtype: str = "auto",
          cache_dir: Path | None = None) -> LoadedModel:
     """Load tokenizer and model (FP32 on CPU; BF16 on a GPU unless ``dtype`` says otherwise)."""
@@ -132,7 +154,8 @@ def load(model_path: str | None = None, *, proxy: Packaged = SMOLLM2, device: st
                 pass
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)  # nothing left behind by the process that lost
-        tokenizer = AutoTokenizer.from_pretrained(src.path.parent, **tok_kw)
+        tokenizer = _cached_tokenizer(cache.with_name(cache.name + ".tokenizer"),
+                                      lambda: AutoTokenizer.from_pretrained(src.path.parent, **tok_kw))
     else:
         model = AutoModelForCausalLM.from_pretrained(src.path, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(src.path)

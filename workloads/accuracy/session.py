@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,10 @@ from workloads.accuracy.text import (
     WIKITEXT2_TEST_JOINED_SHA256,
     HfText,
     Windows,
+    cut_windows,
     read_wikitext,
     text_sha256,
-    token_windows,
+    tokenize,
 )
 
 log = logging.getLogger(__name__)
@@ -88,11 +90,28 @@ def uses_calibration(quant: QuantSpec, kv: KVSpec | None) -> bool:
         kv is not None and kv.active and kv_method(kv.method).needs_skew)
 
 
+@dataclass
+class Shared:
+    """What the sessions on one proxy and text share, whatever their windows: the loaded model, the evaluation text
+    and both texts' token ids (each loaded or tokenised once per process)."""
+
+    lm: LoadedModel | None = None
+    text: str | None = None
+    text_ids: torch.Tensor | None = None
+    calib_ids: torch.Tensor | None = None
+
+
+#: the ProxySetup fields a session may differ in and still share the loaded proxy: its windows, and where it
+#: caches (the same model file, by content, wherever it lies)
+WINDOW_FIELDS = ("windows", "seq_len", "calib_windows", "progress", "cache_dir")
+
+
 class ProxySession:
     """Measures perplexity on one proxy model under quantisation and KV-selection specs (see the module)."""
 
-    def __init__(self, setup: ProxySetup) -> None:
+    def __init__(self, setup: ProxySetup, shared: Shared | None = None) -> None:
         self.setup = setup
+        self.shared = shared if shared is not None else Shared()
         self.cache_dir = setup.cache_dir
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.hf_text = HfText.parse(setup.text) if is_hf(setup.text) else None
@@ -105,13 +124,19 @@ class ProxySession:
         except FileNotFoundError as exc:
             raise SetupError(str(exc)) from None
         self._identity: dict[str, Any] | None = None
-        self._text: str | None = None
         self._loaded: tuple[LoadedModel, Windows, int | None] | None = None
         self._calib_ids: torch.Tensor | None = None
         self._calib: dict[int, dict[str, ChunkStats]] = {}
         self._attn_calib: dict[int, AttentionStats] | None = None
         self._skew: dict[int, Skew] | None = None
         self._rounding: dict[QuantSpec, RoundingChoice] = {}
+
+    def sibling(self, setup: ProxySetup) -> ProxySession:
+        """A session for ``setup`` that shares this one's loaded proxy and token ids where ``setup`` differs from
+        this one's in the windows only (a screen beside the full measurement), else a session of its own."""
+        same = all(getattr(setup, f.name) == getattr(self.setup, f.name)
+                   for f in dataclasses.fields(setup) if f.name not in WINDOW_FIELDS)
+        return ProxySession(setup, self.shared if same else None)
 
     # -- identity ------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -144,12 +169,12 @@ class ProxySession:
 
     def text(self) -> str:
         """The joined evaluation text (read once)."""
-        if self._text is None:
+        if self.shared.text is None:
             try:
-                self._text = self.hf_text.read() if self.hf_text is not None else read_wikitext(self.text_path)
+                self.shared.text = self.hf_text.read() if self.hf_text is not None else read_wikitext(self.text_path)
             except FileNotFoundError as exc:
                 raise SetupError(str(exc)) from None
-        return self._text
+        return self.shared.text
 
     def text_sha256(self) -> str:
         """The file's sha256, or for the hf: route "hf:" + the sha256 of the joined text (another route to the
@@ -168,18 +193,25 @@ class ProxySession:
     def loaded(self) -> tuple[LoadedModel, Windows, int | None]:
         """The model, the evaluation windows and the BOS id prepended to each (None: none), loaded once."""
         if self._loaded is None:
+            lm = self._model()
+            bos = lm.tokenizer.bos_token_id if lm.needs_bos else None  # type: ignore[attr-defined]
+            if self.shared.text_ids is None:
+                self.shared.text_ids = tokenize(lm.tokenizer, self.text())
+            windows = cut_windows(self.shared.text_ids, self.setup.seq_len, self.setup.windows, bos_id=bos)
+            self._loaded = (lm, windows, bos)
+        return self._loaded
+
+    def _model(self) -> LoadedModel:
+        if self.shared.lm is None:
             if self.setup.threads > 0:
                 torch.set_num_threads(self.setup.threads)
             try:
-                lm = load(self.setup.model_path, proxy=self.setup.proxy, device=self.setup.device,
-                          dtype=self.setup.dtype, cache_dir=self.cache_dir)
+                self.shared.lm = load(self.setup.model_path, proxy=self.setup.proxy, device=self.setup.device,
+                                      dtype=self.setup.dtype, cache_dir=self.cache_dir)
             except Exception as exc:  # a damaged or foreign file: transformers/gguf raise many kinds
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise SetupError(f"accuracy.model_path: cannot load {self.source.path}: {first}") from exc
-            bos = lm.tokenizer.bos_token_id if lm.needs_bos else None  # type: ignore[attr-defined]
-            windows = token_windows(lm.tokenizer, self.text(), self.setup.seq_len, self.setup.windows, bos_id=bos)
-            self._loaded = (lm, windows, bos)
-        return self._loaded
+        return self.shared.lm
 
     @property
     def model(self) -> LoadedModel:
@@ -189,11 +221,13 @@ class ProxySession:
         """The calibration windows (``calib_windows`` x ``seq_len`` tokens of the calibration text), tokenised once."""
         if self._calib_ids is None:
             lm, _windows, bos = self.loaded()
-            if not self.setup.calib_path.is_file():
-                raise SetupError(f"accuracy.calib_path: {self.setup.calib_path} does not exist")
-            text = read_wikitext(self.setup.calib_path, key="accuracy.calib_path")
-            self._calib_ids = token_windows(lm.tokenizer, text, self.setup.seq_len, self.setup.calib_windows,
-                                            bos_id=bos).ids
+            if self.shared.calib_ids is None:
+                if not self.setup.calib_path.is_file():
+                    raise SetupError(f"accuracy.calib_path: {self.setup.calib_path} does not exist")
+                text = read_wikitext(self.setup.calib_path, key="accuracy.calib_path")
+                self.shared.calib_ids = tokenize(lm.tokenizer, text)
+            self._calib_ids = cut_windows(self.shared.calib_ids, self.setup.seq_len, self.setup.calib_windows,
+                                          bos_id=bos).ids
         return self._calib_ids
 
     def chunk_calibration(self, chunk: int) -> dict[str, ChunkStats]:

@@ -94,10 +94,14 @@ class Windows:
         return int(self.ids.shape[1])
 
 
-def token_windows(tokenizer: object, text: str, seq_len: int, n_windows: int, *, bos_id: int | None = None,
-                  offset: int = 0) -> Windows:
-    """The first ``n_windows`` full windows (after skipping ``offset`` windows); tail dropped."""
-    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]  # type: ignore[operator]
+def tokenize(tokenizer: object, text: str) -> torch.Tensor:
+    """The whole text's token ids (no special tokens), once: windows of any length are cut from them."""
+    return tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]  # type: ignore[operator]
+
+
+def cut_windows(ids: torch.Tensor, seq_len: int, n_windows: int, *, bos_id: int | None = None,
+                offset: int = 0) -> Windows:
+    """The first ``n_windows`` full windows of ``ids`` (after skipping ``offset`` windows); tail dropped."""
     body = seq_len - (1 if bos_id is not None else 0)
     available = ids.numel() // body
     if available < offset + n_windows:
@@ -107,3 +111,9 @@ def token_windows(tokenizer: object, text: str, seq_len: int, n_windows: int, *,
     if bos_id is not None:
         chunks = torch.cat([torch.full((n_windows, 1), bos_id, dtype=chunks.dtype), chunks], dim=1)
     return Windows(chunks)
+
+
+def token_windows(tokenizer: object, text: str, seq_len: int, n_windows: int, *, bos_id: int | None = None,
+                  offset: int = 0) -> Windows:
+    """The first ``n_windows`` full windows (after skipping ``offset`` windows); tail dropped."""
+    return cut_windows(tokenize(tokenizer, text), seq_len, n_windows, bos_id=bos_id, offset=offset)
