@@ -7,19 +7,23 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import optuna
 from omegaconf import DictConfig
 
 from dse import __version__, environment
 from dse.accuracy_store import store_for
 from dse.checks import check_search
 from dse.config import Config, to_config
-from dse.coupling import problem_for
+from dse.coupling import AccuracyProvider, problem_for
 from dse.export import export_designs
+from dse.objectives import Problem
 from dse.pareto import Box
 from dse.plots import save_history_plot, save_pareto_plots
 from dse.results import history, indicators, load_reference_front, study_table, summarise, write_summary, write_tables
-from dse.storage import claim_run_dir, make_storage, record_run_dir, storage_target
+from dse.storage import cannot_write, claim_run_dir, make_storage, record_run_dir, storage_target
 from dse.study import LoopResult, open_study, optimise
+from dse.systems import System
 from dse.workers import run_workers
 
 log = logging.getLogger(__name__)
@@ -40,41 +44,11 @@ def write_run_report(run_dir: Path) -> None:
                     type(exc).__name__, exc, run_dir)
 
 
-def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
-    """Validate, search, and write trials.csv, pareto.csv, pareto.png, hypervolume.png, designs/,
-    summary.json and report.html."""
-    cfg = to_config(raw)
-    run_dir = run_dir.resolve()  # worker processes and the journal path do not depend on the working directory
-    system = check_search(cfg)  # all config checks happen before the study is touched
-    target = storage_target(cfg.search, run_dir)
-    claim_run_dir(run_dir, target, cfg.search.study_name)
-    # a database that cannot open is refused before any work (a journal file is created below, when the rest
-    # of the set-up has been checked)
-    storage = make_storage(cfg.search, run_dir) if "://" in target else None
-    problem, accuracy = problem_for(cfg, system, store_for(target, cfg.search.accuracy_lease_s))
-    box = Box.of(problem.objectives, {**cfg.system.reference, **cfg.accuracy.reference})
+def write_results(cfg: Config, system: System, problem: Problem, accuracy: AccuracyProvider | None,
+                  study: optuna.Study, run_dir: Path, target: str, result: LoopResult, box: Box,
+                  reference_front: np.ndarray | None, exhaustive: dict[str, Any] | None) -> dict[str, Any]:
+    """trials.csv, pareto.csv, the plots, designs/, summary.json, run.json and report.html of a finished loop."""
     ref_path = cfg.search.reference_front
-    reference_front = load_reference_front(Path(ref_path), list(problem.objectives)) if ref_path else None
-    if accuracy is not None:  # loads the model (unless cached): a model that cannot load stops the run here
-        log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(cfg, run_dir, problem, storage or make_storage(cfg.search, run_dir))
-    exhaustive: dict[str, Any] | None = None
-    if cfg.search.exhaustive:
-        from dse.exhaustive import enumerate_front, record
-
-        sampler = study.sampler
-        enumeration = enumerate_front(system, problem, cfg.system.space, chunk_points=sampler.chunk_points,
-                                      workers=sampler.workers, progress=cfg.search.progress, seed=cfg.search.seed)
-        record(study, enumeration, system, problem, cfg.system.space)
-        exhaustive = enumeration.describe()
-        result = LoopResult(n_asked=enumeration.counts["enumerated"], n_failed=0,
-                            wall_s=enumeration.measure_s + enumeration.enumerate_s)
-    elif cfg.search.workers > 1:
-        result = run_workers(cfg, run_dir, target, study)
-    else:
-        result = optimise(study, cfg, system, problem, target)
-
     objectives = list(problem.objectives)
     table = study_table(study, objectives, list(problem.objectives.values()))
     write_tables(table, run_dir)
@@ -121,6 +95,50 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
                                   if accuracy is not None else []))
     if cfg.output.report:
         write_run_report(run_dir)
+    return summary
+
+
+def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
+    """Validate, search, and write trials.csv, pareto.csv, pareto.png, hypervolume.png, designs/,
+    summary.json and report.html."""
+    cfg = to_config(raw)
+    run_dir = run_dir.resolve()  # worker processes and the journal path do not depend on the working directory
+    system = check_search(cfg)  # all config checks happen before the study is touched
+    target = storage_target(cfg.search, run_dir)
+    claim_run_dir(run_dir, target, cfg.search.study_name)
+    # a database that cannot open is refused before any work (a journal file is created below, when the rest
+    # of the set-up has been checked)
+    storage = make_storage(cfg.search, run_dir) if "://" in target else None
+    problem, accuracy = problem_for(cfg, system, store_for(target, cfg.search.accuracy_lease_s))
+    box = Box.of(problem.objectives, {**cfg.system.reference, **cfg.accuracy.reference})
+    ref_path = cfg.search.reference_front
+    reference_front = load_reference_front(Path(ref_path), list(problem.objectives)) if ref_path else None
+    if accuracy is not None:  # loads the model (unless cached): a model that cannot load stops the run here
+        log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(cfg, run_dir, problem, storage or make_storage(cfg.search, run_dir))
+    exhaustive: dict[str, Any] | None = None
+    if cfg.search.exhaustive:
+        from dse.exhaustive import enumerate_front, record
+
+        sampler = study.sampler
+        enumeration = enumerate_front(system, problem, cfg.system.space, chunk_points=sampler.chunk_points,
+                                      workers=sampler.workers, progress=cfg.search.progress, seed=cfg.search.seed)
+        record(study, enumeration, system, problem, cfg.system.space)
+        exhaustive = enumeration.describe()
+        result = LoopResult(n_asked=enumeration.counts["enumerated"], n_failed=0,
+                            wall_s=enumeration.measure_s + enumeration.enumerate_s)
+    elif cfg.search.workers > 1:
+        result = run_workers(cfg, run_dir, target, study)
+    else:
+        result = optimise(study, cfg, system, problem, target)
+
+    try:
+        summary = write_results(cfg, system, problem, accuracy, study, run_dir, target, result, box, reference_front,
+                                exhaustive)
+    except OSError as exc:
+        raise cannot_write(exc.filename or run_dir, exc, target, "the results (tables, plots, designs, report) "
+                           "are not all written") from exc
     log.info("%d trials (%d feasible, %d failed), Pareto set %d, hypervolume %.4f -> %s", summary["n_trials"],
              summary["n_feasible"], summary["n_failed"], summary["pareto_size"], summary["hypervolume"], run_dir)
     return summary

@@ -375,6 +375,9 @@ class SearchConfig:
     def __post_init__(self) -> None:
         # the sampler node's options are checked against its class by dse.checks.check_search (not here: the
         # schema imports no sampler code)
+        _require(0 <= self.seed and self.seed + (self.job + 1) * self.workers - 1 < 2**32, "search.seed",
+                 f"must be in [0, 2**32) (with search.job {self.job} and search.workers {self.workers}: every worker's "
+                 f"seed search.seed + job * workers + worker too), got {self.seed}")
         _require(self.n_trials >= 1, "search.n_trials", f"must be >= 1, got {self.n_trials}")
         _require(self.timeout is None or self.timeout > 0, "search.timeout",
                  f"must be > 0 seconds or null, got {self.timeout}")

@@ -13,11 +13,46 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dse.config import Config, ConfigError, compose_raw, first_line, to_config
+from dse.config import CONF_DIR, Config, ConfigError, compose_raw, first_line, to_config
 from dse.coupling import problem_for
 from dse.systems import System, make_system
 
 FORMAT_VERSION = 1
+
+
+def shipped_systems() -> list[str]:
+    """The systems of ``conf/system/`` (a design file names one of them)."""
+    return sorted(p.stem for p in (CONF_DIR / "system").glob("*.yaml"))
+
+
+def _check_parts(system: dict[str, Any]) -> None:
+    """Each recorded catalog part (``system.parts``) is an entry of the shipped system's catalog knob."""
+    parts = system.get("parts") or {}
+    if not isinstance(parts, dict):
+        raise DesignFileError(f"system.parts: a mapping is expected, found {parts!r:.60}")
+    catalog = compose_raw([f"system={system['name']}"]).system.get("catalog") or {}
+    for knob, part in parts.items():
+        if knob not in catalog:
+            raise DesignFileError(f"system.parts.{knob}: not a catalog knob of system {system['name']!r}; "
+                                  f"allowed: {sorted(catalog)}")
+        choice = part.get("choice") if isinstance(part, dict) else None
+        entries = sorted(catalog[knob].get("entries") or {})
+        if str(choice) not in entries:
+            raise DesignFileError(f"system.parts.{knob}.choice: {choice!r} is not a part of the catalog; allowed: "
+                                  f"{entries}")
+
+
+def _check_values(hw: dict[str, Any], system: System) -> None:
+    """Every knob one value: a number (or a flag), or for a categorical knob one of its choices."""
+    for key, value in hw.items():
+        if isinstance(value, list | tuple | dict):
+            raise DesignFileError(f"system.hw.{key}: a design holds one value per knob, got {value!r}")
+        if key in system.knob_choices:
+            if str(value) not in system.knob_choices[key]:
+                raise DesignFileError(f"system.hw.{key}: {value!r} is not allowed; allowed values: "
+                                      f"{list(system.knob_choices[key])}")
+        elif not isinstance(value, int | float):  # bool is an int: flags such as double_buffered
+            raise DesignFileError(f"system.hw.{key}: a number is expected, found {value!r:.60}")
 
 
 def _shipped(name: str) -> tuple[str, str | None]:
@@ -72,6 +107,9 @@ def config_from_document(doc: dict[str, Any]) -> Config:
     hw = _mapping(system, "hw")
     if not isinstance(system.get("name"), str):
         raise DesignFileError(f"system.name: a system name is expected, found {system.get('name')!r:.60}")
+    if system["name"] not in shipped_systems():
+        raise DesignFileError(f"system.name: {system['name']!r} is not a system; allowed: {shipped_systems()}")
+    _check_parts(system)
     try:
         family, kv_method = ((system["family"], system.get("kv_method")) if "family" in system
                              else _shipped(system["name"]))
@@ -99,11 +137,12 @@ def design_system(doc: dict[str, Any]) -> tuple[Config, System, dict[str, Any]]:
     """(its configuration, the system, the design point) of a design document: a :class:`DesignFileError`
     for a design that cannot be built or is invalid."""
     cfg = config_from_document(doc)
-    for key, value in cfg.system.hw.items():  # a design is one point: every knob one value
-        if isinstance(value, list | tuple | dict):
-            raise DesignFileError(f"system.hw.{key}: a design holds one value per knob, got {value!r}")
     try:
         system = make_system(cfg)
+    except (ConfigError, ValueError, TypeError, KeyError) as exc:
+        raise DesignFileError(first_line(exc)) from exc
+    _check_values(dict(cfg.system.hw), system)
+    try:
         point = dict(cfg.system.hw)
         invalid = system.invalid(point)[0]
     except (ConfigError, ValueError, TypeError, KeyError) as exc:

@@ -5,6 +5,7 @@ directory's claim to one study.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -20,6 +21,7 @@ from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.storages.journal._storage import JournalOperation
 
 from dse.config import ConfigError, SearchConfig, first_line
+from dse.coordination import StorageLost
 
 JOURNAL_NAME = "study.journal"
 TABLE_RACE_TRIES = 5
@@ -97,6 +99,36 @@ STUDY_OPS = frozenset({JournalOperation.CREATE_STUDY, JournalOperation.DELETE_ST
 SYNC_INTERVAL_S = 1.0
 
 
+class CannotWrite(StorageLost):
+    """The run directory or the journal cannot be written (a full disk, a read-only or unwritable directory)."""
+
+
+def cannot_write(path: str | Path, exc: OSError, journal: str | Path, what: str) -> CannotWrite:
+    """One line naming the path and what to do; the journal keeps every finished trial."""
+    return CannotWrite(f"cannot write {path} ({exc.strerror or exc}); {what}. The study's finished trials are kept in "
+                       f"{journal}: free space or make the directory writable, then continue with search.resume=true "
+                       "(a resume of a study with all its trials writes its results)")
+
+
+def append_whole(path: str, data: bytes, sync: bool) -> None:
+    """Append ``data`` to ``path`` whole or not at all: when the disk is full mid-record the file is cut back to
+    where it was, so a journal never ends in half a record (a :class:`CannotWrite` names it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    start = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise cannot_write(path, exc, path, "the record being appended was not kept") from exc
+    finally:
+        os.close(fd)
+
+
 class TrialCommitJournal(JournalFileBackend):
     """Optuna's journal file with group commit. Every record is appended under the file lock and is visible
     to other processes at once, as before; but instead of an fsync after each of a trial's ~20 records
@@ -116,11 +148,8 @@ class TrialCommitJournal(JournalFileBackend):
         ops = {log.get("op_code") for log in logs}
         now = time.monotonic()
         sync = bool(ops & STUDY_OPS) or (bool(ops & COMMITS) and now - self._synced >= SYNC_INTERVAL_S)
-        with get_lock_file(self._lock), open(self._file_path, "ab") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
+        with get_lock_file(self._lock):
+            append_whole(self._file_path, text.encode("utf-8"), sync)
         self._dirty = not sync
         if sync:
             self._synced = now
@@ -128,8 +157,7 @@ class TrialCommitJournal(JournalFileBackend):
     def sync(self) -> None:
         """Write every append to disk now (the end of a search loop)."""
         if self._dirty:
-            with open(self._file_path, "ab") as f:
-                os.fsync(f.fileno())
+            append_whole(self._file_path, b"", True)
             self._dirty = False
             self._synced = time.monotonic()
 

@@ -29,6 +29,7 @@ from dse.coordination import (
     Heartbeat,
     Ledger,
     Retry,
+    StorageLost,
     ask_lock_for,
     claim,
     storage_errors,
@@ -335,7 +336,7 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem,
             claimed[1].stop()
         lock.close()
         bar.close()
-        with contextlib.suppress(*storage_errors(), OSError):
+        with contextlib.suppress(*storage_errors(), StorageLost, OSError):
             sync_storage(study)
     interrupted = stop.signum
     if interrupted is not None:
@@ -349,7 +350,7 @@ def _evaluate_and_tell(study: optuna.Study, trial: optuna.Trial, cfg: Config, sy
     """Evaluate and tell the trial; True when its evaluation raised (told FAIL with the error)."""
     try:
         values = run_trial(trial, cfg, system, problem, stop, memo)
-    except (*storage_errors(), optuna.exceptions.UpdateFinishedTrialError):
+    except (*storage_errors(), StorageLost, optuna.exceptions.UpdateFinishedTrialError):
         raise
     except Exception as exc:  # a crashed trial never kills the study
         trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
          r"system\.kv_method.*'dense', 'h2o', 'h2o_online', 'infinigen', 'local', 'oracle_topk'"),
         (["system.space.dataflow.choices=[os,xs]"], r"system\.space\.dataflow\.choices.*'os', 'ws', 'is'"),
         (["search.timeout=-1"], r"search\.timeout"),
+        (["search.seed=-1"], r"search\.seed: must be in \[0, 2\*\*32\)"),
+        (["search.seed=4294967295", "search.workers=2"], r"search\.seed.*every worker's seed"),
         (["system.objectives.latency_s=fastest"], r"system\.objectives\.latency_s.*minimize"),
         (["+system.hw.rowz=3"], r"system\.hw\.rowz.*allowed knobs"),
         (["+system.objectives.speed=minimize"], r"system\.objectives\.speed.*allowed metrics"),
@@ -65,15 +67,21 @@ def test_unknown_keys_and_types_fail_at_composition(override: str) -> None:
 
 
 def test_cli_exits_nonzero_before_any_work(tmp_path: Path) -> None:
-    for override, key in (("search.n_trials=-3", "search.n_trials"), ("search.foo=1", "search.foo")):
+    for override, key in (("search.n_trials=-3", "search.n_trials"), ("search.foo=1", "search.foo"),
+                          ("search.seed=-1", "search.seed")):
         run_dir = tmp_path / key
         proc = subprocess.run([sys.executable, "-m", "dse", override, f"hydra.run.dir={run_dir}"],
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert proc.returncode == 2, proc.stderr[-1000:]  # Hydra's errors and TIDE's alike: bad input
         assert key in proc.stderr + proc.stdout
         assert (proc.stderr + proc.stdout).count("configuration error") <= 1  # said once
-        assert not (run_dir / "study.journal").exists()
-        assert not (run_dir / "trials.csv").exists()
+        assert not run_dir.exists(), "a refused run leaves no run directory (not even Hydra's .hydra/ and log)"
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "trials.csv").write_text("number\n")  # a directory with a run's results is never removed
+    proc = subprocess.run([sys.executable, "-m", "dse", "search.n_trials=-3", f"hydra.run.dir={kept}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and (kept / "trials.csv").is_file()
 
 
 @pytest.mark.parametrize("node", sorted(p.stem for p in (CONF_DIR / "tech").glob("*.yaml")))

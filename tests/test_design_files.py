@@ -74,6 +74,10 @@ def test_a_changed_recorded_objective_is_a_mismatch(design: dict[str, Any], tmp_
     (lambda d, p: write(p, with_value(d, "tide_design", 99)), "newer TIDE"),
     (lambda d, p: write(p, with_value(d, "tide_design", "x")), "not a TIDE design file"),
     (lambda d, p: write(p, with_value(d, "model", 3)), "model: a mapping is expected"),
+    (lambda d, p: write(p, with_value(d, "system.name", "warp9")), "system.name: 'warp9' is not a system; allowed: ["),
+    (lambda d, p: write(p, with_value(d, "system.parts.memory.choice", "hbm9_fake")),
+     "system.parts.memory.choice: 'hbm9_fake' is not a part of the catalog; allowed: ['hbm2_2000_x1'"),
+    (lambda d, p: write(p, with_value(d, "system.hw.rows", "sixteen")), "system.hw.rows: a number is expected"),
 ])
 def test_bad_files_give_one_line_and_exit_2(design: dict[str, Any], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str], make: Callable, message: str) -> None:
