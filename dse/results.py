@@ -4,6 +4,7 @@ exports and the report)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -114,14 +115,82 @@ def write_tables(table: StudyTable, run_dir: Path) -> None:
                                        for t in table.pareto])
 
 
+class DamagedResults(ValueError):
+    """A results file that is not what a search writes (cut mid-write, edited, of another format): the message
+    names the file and the line."""
+
+
+#: the trials.csv / pareto.csv columns that hold numbers whenever they are filled
+NUMERIC_PREFIXES = ("objective.", "constraint.")
+
+
+def read_results_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a trials.csv or pareto.csv, checked: the file ends with a whole line, every row has
+    the header's width, ``number`` is an integer and every filled objective and constraint value a number. A
+    :class:`DamagedResults` names the first bad line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DamagedResults(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if data and not data.endswith(b"\n"):
+        lines = data.count(b"\n") + 1
+        raise DamagedResults(f"{path}: line {lines} is cut (the file does not end with a whole line: a write that "
+                             "stopped midway?)")
+    try:
+        reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+        header = next(reader, [])
+        rows = []
+        for row in reader:
+            line = reader.line_num
+            if len(row) != len(header):
+                raise DamagedResults(f"{path}: line {line} has {len(row)} fields, the header {len(header)}")
+            record = dict(zip(header, row, strict=True))
+            if "number" in record and not record["number"].lstrip("-").isdigit():
+                raise DamagedResults(f"{path}: line {line}: number {record['number']!r} is not an integer")
+            for key, value in record.items():
+                if value and key.startswith(NUMERIC_PREFIXES):
+                    try:
+                        float(value)
+                    except ValueError:
+                        raise DamagedResults(f"{path}: line {line}: {key} {value!r} is not a number") from None
+            rows.append(record)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DamagedResults(f"{path}: not readable CSV ({exc})") from None
+    return header, rows
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """summary.json, checked to be a JSON object (a :class:`DamagedResults` names the line of a damage)."""
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DamagedResults(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}: cut or edited?)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedResults(f"{path}: not readable ({exc})") from None
+    if not isinstance(summary, dict):
+        raise DamagedResults(f"{path}: a JSON object is expected, found {type(summary).__name__}")
+    return summary
+
+
+def check_counts(summary: dict[str, Any], trials: int, pareto: int | None, where: Path) -> None:
+    """The tables hold what summary.json counts (a table of another run, or one cut at a line end, does not)."""
+    for name, count, key in (("trials.csv", trials, "n_trials"), ("pareto.csv", pareto, "pareto_size")):
+        expected = summary.get(key)
+        if count is not None and isinstance(expected, int) and count != expected:
+            raise DamagedResults(f"{where / name}: {count} rows, but summary.json counts {expected} ({key}): the "
+                                 "files are of different runs, or one was cut")
+
+
 def load_reference_front(path: Path, objectives: Sequence[str]) -> np.ndarray:
     """The objective values of another run's ``pareto.csv`` (``search.reference_front``): it must exist and
     hold exactly this run's objectives (refused before any work otherwise)."""
     key = "search.reference_front"
     if not path.is_file():
         raise ConfigError(f"{key}: {path} is not a file (give another run's pareto.csv)")
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        _, rows = read_results_csv(path)
+    except DamagedResults as exc:
+        raise ConfigError(f"{key}: {exc}") from None
     columns = [c.removeprefix("objective.") for c in (rows[0] if rows else {}) if c.startswith("objective.")]
     if not rows or sorted(columns) != sorted(objectives):
         raise ConfigError(f"{key}: {path} has objectives {sorted(columns) or 'none'}; this run optimises "

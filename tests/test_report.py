@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -199,3 +201,44 @@ def test_a_report_that_fails_does_not_fail_the_search(tmp_path: Path, monkeypatc
     summary = _search(tmp_path / "run", "search.n_trials=5")
     assert summary.is_dir() and (summary / "summary.json").is_file() and not (summary / "report.html").exists()
     assert "report.html not written: RuntimeError: injected report bug" in caplog.text
+
+
+def _cut(text: str) -> str:
+    """The file as a write stopped in the middle of its last row leaves it."""
+    return text[: text.rindex("\n", 0, len(text) - 1) + 40]
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda d: (d / "trials.csv").write_text(_cut((d / "trials.csv").read_text())), r"trials\.csv: line \d+ is cut"),
+    (lambda d: (d / "trials.csv").write_text((d / "trials.csv").read_text().replace("\n", ",x\n", 3)),
+     r"trials\.csv: line \d+ has \d+ fields, the header \d+"),
+    (lambda d: (d / "pareto.csv").write_text(re.sub(r"\n(\d+),", r"\nseven,", (d / "pareto.csv").read_text(), count=1)),
+     r"pareto\.csv: line 2: number 'seven' is not an integer"),
+    (lambda d: (d / "trials.csv").write_text("".join((d / "trials.csv").read_text().splitlines(True)[:-1])),
+     r"trials\.csv: \d+ rows, but summary\.json counts \d+ \(n_trials\)"),
+    (lambda d: (d / "summary.json").write_text((d / "summary.json").read_text()[:200]),
+     r"summary\.json: line \d+: not valid JSON"),
+])
+def test_a_damaged_table_is_named_with_its_line_and_nothing_is_overwritten(
+        runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Callable[[Path], Any],
+        message: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(runs["random"], run)
+    damage(run)
+    report = run / "report.html"
+    before = report.read_bytes()
+    code = report_main([str(run), "--out", str(report)])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(message, err), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert report.read_bytes() == before, "a damaged input overwrites nothing"
+
+
+def test_a_damaged_reference_front_is_refused_naming_the_line(runs: dict[str, Path], tmp_path: Path) -> None:
+    from dse.config import ConfigError
+    from dse.results import load_reference_front
+
+    front = tmp_path / "pareto.csv"
+    front.write_text(_cut((runs["random"] / "pareto.csv").read_text()))
+    with pytest.raises(ConfigError, match=r"search\.reference_front: .*pareto\.csv: line \d+ is cut"):
+        load_reference_front(front, ["latency_s", "energy_j", "area_mm2"])

@@ -6,9 +6,7 @@ that did not run the search. Bad input is a :class:`ReportError` naming the dire
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dse.pareto import Box, non_dominated
+from dse.results import DamagedResults, check_counts, read_results_csv, read_summary
 
 
 class ReportError(ValueError):
@@ -41,10 +40,12 @@ def _value(text: str | None) -> Any:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = [{k: _value(v) for k, v in r.items()} for r in reader]
-        return list(reader.fieldnames or []), rows
+    """A results table, checked (:func:`dse.results.read_results_csv`), its fields as Python values."""
+    try:
+        header, rows = read_results_csv(path)
+    except DamagedResults as exc:
+        raise ReportError(str(exc)) from None
+    return header, [{k: _value(v) for k, v in r.items()} for r in rows]
 
 
 def _number(value: Any) -> float:
@@ -143,19 +144,16 @@ def load_run(path: Path, label: str | None = None) -> Run:
     if not summary_path.is_file():
         raise ReportError(f"{path}: no summary.json: the search did not finish, or it was written by an older TIDE")
     try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{summary_path}: not readable JSON ({exc})") from None
+        summary = read_summary(summary_path)
+    except DamagedResults as exc:
+        raise ReportError(str(exc)) from None
     objectives = summary.get("objectives") if isinstance(summary, dict) else None
     if not isinstance(objectives, dict) or not objectives or not all(
             d in ("minimize", "maximize") for d in objectives.values()):
         raise ReportError(f"{summary_path}: no 'objectives' mapping of objective -> minimize/maximize: written by "
                           "an older TIDE; re-run the search (or resume it) to rewrite it")
     directions = {str(k): str(v) for k, v in objectives.items()}
-    try:
-        columns, rows = _read_csv(trials_path)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ReportError(f"{trials_path}: not readable CSV ({exc})") from None
+    columns, rows = _read_csv(trials_path)
     missing = [m for m in directions if f"objective.{m}" not in columns]
     if missing or "feasible" not in columns or "state" not in columns:
         lacking = [f"objective.{m}" for m in missing] + [c for c in ("feasible", "state") if c not in columns]
@@ -169,6 +167,10 @@ def load_run(path: Path, label: str | None = None) -> Run:
     else:
         pareto = [r for r in rows if r.get("pareto") is True]
         notes.append("no pareto.csv: the Pareto set is read from trials.csv's 'pareto' column")
+    try:
+        check_counts(summary, len(rows), len(pareto) if pareto_path.is_file() else None, path)
+    except DamagedResults as exc:
+        raise ReportError(str(exc)) from None
     box = _box_from_summary(summary, directions)
     if box is None:
         box = _data_box(directions, objective_values(feasible_rows(rows), list(directions)))
