@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 from pathlib import Path
@@ -21,8 +22,9 @@ from dse.objectives import Problem
 from dse.pareto import Box
 from dse.plots import save_history_plot, save_pareto_plots
 from dse.results import history, indicators, load_reference_front, study_table, summarise, write_summary, write_tables
+from dse.stopping import StopRequest
 from dse.storage import cannot_write, claim_run_dir, make_storage, record_run_dir, storage_target
-from dse.study import LoopResult, open_study, optimise
+from dse.study import LoopResult, open_study, optimise, problem_record
 from dse.systems import System
 from dse.workers import run_workers
 
@@ -55,6 +57,8 @@ def write_results(cfg: Config, system: System, problem: Problem, accuracy: Accur
     proxy = f", accuracy on {accuracy.oracle.source.name}" if accuracy is not None else ""
     title = (f"{cfg.system.name} on {cfg.model.name} ({cfg.tech.name}){proxy}, "
              f"{len(table.feasible)} feasible designs")
+    if exhaustive is not None and exhaustive.get("partial"):
+        title += f" (partial: {exhaustive['chunks_done']} of {exhaustive['chunks_total']} chunks)"
     save_pareto_plots(table, problem.descriptions, title, run_dir, cfg.output.plot_formats)
     quality = indicators(table, box, reference_front, ref_path)
     if quality["pareto_outside_box"]:  # normal for a few; all of them means the box does not fit this problem
@@ -98,6 +102,32 @@ def write_results(cfg: Config, system: System, problem: Problem, accuracy: Accur
     return summary
 
 
+def run_enumeration(cfg: Config, system: System, problem: Problem, study: optuna.Study, run_dir: Path
+                    ) -> tuple[optuna.Study, dict[str, Any], LoopResult]:
+    """``search/sampler=exhaustive``: the exact front recorded in the study; or, stopped by a signal, the front of
+    the chunks done, recorded in a study in memory (the stored study stays empty of it: a resume continues from the
+    chunks persisted in the run directory and records the exact front once)."""
+    from dse.exhaustive import STATE_FILE, enumerate_front, record
+
+    sampler = study.sampler
+    stop = StopRequest()
+    with stop.installed():
+        enumeration = enumerate_front(system, problem, cfg.system.space, chunk_points=sampler.chunk_points,
+                                      workers=sampler.workers, progress=cfg.search.progress, seed=cfg.search.seed,
+                                      state=run_dir / STATE_FILE, key=json.dumps(problem_record(cfg, problem)),
+                                      stop=stop)
+    if enumeration.partial:
+        done, total = enumeration.chunks
+        log.warning("%s: the enumeration stopped after %d of %d chunks; writing the front of those as a partial "
+                    "front (resume with search.resume=true for the exact one)",
+                    signal.Signals(enumeration.interrupted or signal.SIGINT).name, done, total)
+        study = optuna.create_study(directions=list(problem.objectives.values()), sampler=sampler)
+    record(study, enumeration, system, problem, cfg.system.space)
+    result = LoopResult(n_asked=enumeration.counts["enumerated"], n_failed=0,
+                        wall_s=enumeration.measure_s + enumeration.enumerate_s, interrupted=enumeration.interrupted)
+    return study, enumeration.describe(), result
+
+
 def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     """Validate, search, and write trials.csv, pareto.csv, pareto.png, hypervolume.png, designs/,
     summary.json and report.html."""
@@ -119,15 +149,7 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     study = open_study(cfg, run_dir, problem, storage or make_storage(cfg.search, run_dir))
     exhaustive: dict[str, Any] | None = None
     if cfg.search.exhaustive:
-        from dse.exhaustive import enumerate_front, record
-
-        sampler = study.sampler
-        enumeration = enumerate_front(system, problem, cfg.system.space, chunk_points=sampler.chunk_points,
-                                      workers=sampler.workers, progress=cfg.search.progress, seed=cfg.search.seed)
-        record(study, enumeration, system, problem, cfg.system.space)
-        exhaustive = enumeration.describe()
-        result = LoopResult(n_asked=enumeration.counts["enumerated"], n_failed=0,
-                            wall_s=enumeration.measure_s + enumeration.enumerate_s)
+        study, exhaustive, result = run_enumeration(cfg, system, problem, study, run_dir)
     elif cfg.search.workers > 1:
         result = run_workers(cfg, run_dir, target, study)
     else:

@@ -383,8 +383,6 @@ class SearchConfig:
                  f"must be > 0 seconds or null, got {self.timeout}")
         _require(bool(self.study_name.strip()), "search.study_name", "must not be empty")
         _require(self.max_points >= 1, "search.max_points", f"must be >= 1, got {self.max_points}")
-        _require(not (self.exhaustive and self.resume), "search.resume",
-                 "an exhaustive run enumerates its space in one go; start a new study instead")
         _require(self.workers >= 1, "search.workers",
                  f"must be >= 1 (worker processes on this machine), got {self.workers}")
         _require(not (self.exhaustive and (self.workers > 1 or self.join)), "search.workers",

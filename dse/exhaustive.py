@@ -12,14 +12,17 @@ objectives gives the exact constrained Pareto set. Only that set becomes trials 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import multiprocessing
 import os
+import signal
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import moocore
@@ -28,14 +31,19 @@ import optuna
 from tqdm import tqdm
 
 from dse.config import Bound, ConfigError, ParamSpec
+from dse.enumeration_state import COUNT_NAMES, Progress, Saver, identity, load
 from dse.objectives import Observed, Problem, assess, assess_arrays, attributes
 from dse.pareto import to_minimisation
+from dse.results import design_key
 from dse.space import distributions, grid_size, grid_space
+from dse.stopping import Interrupted, StopRequest
 from dse.systems import System
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 1 << 17
+POLL_S = 0.2  # the parent looks for finished chunks (and a signal) this often
+STATE_FILE = "enumeration.npz"
 
 
 class ExhaustiveSampler(optuna.samplers.BaseSampler):
@@ -181,6 +189,8 @@ _WORKER_JOB: list[Job] = []  # the job of a worker process (set once by its init
 def _init_worker(job: Job) -> None:
     _WORKER_JOB[:] = [job]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent stops the pool: a Ctrl-C to the group is its alone
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _run_chunk(task: tuple[int, int, int]) -> tuple[Front, Counts]:
@@ -211,12 +221,22 @@ class Enumeration:
     measure_s: float
     enumerate_s: float
     workers: int
+    interrupted: int | None = None  # the signal that stopped it before every chunk was done
+    chunks: tuple[int, int] = (0, 0)  # chunks done, chunks in all (0 in all: stopped while measuring accuracy)
+
+    @property
+    def partial(self) -> bool:
+        return self.interrupted is not None
 
     def describe(self) -> dict[str, Any]:
         rate = self.counts["enumerated"] / self.enumerate_s if self.enumerate_s > 0 else float("nan")
+        what = ("the exact Pareto set only (every other point is counted here, not recorded)" if not self.partial
+                else f"a partial front: the Pareto set of the {self.chunks[0]} chunks done of {self.chunks[1]} "
+                     "(resume with search.resume=true for the exact one)")
         return {**self.counts, "accuracy_knobs": list(self.accuracy_knobs), "accuracy_s": self.measure_s,
                 "enumerate_s": self.enumerate_s, "points_per_s": rate, "workers": self.workers,
-                "trials_csv": "the exact Pareto set only (every other point is counted here, not recorded)"}
+                "partial": self.partial, "chunks_done": self.chunks[0], "chunks_total": self.chunks[1],
+                "trials_csv": what}
 
 
 def measure_groups(system: System, problem: Problem, grid: Mapping[str, list[Any]], knobs: Sequence[str],
@@ -249,14 +269,57 @@ def verify_groups(job: Job, knobs: Sequence[str], rng: np.random.Generator, samp
                                    f"{list(job.hw_names)}: cannot enumerate by accuracy group")
 
 
+def _run_chunks(job: Job, tasks: Sequence[tuple[int, int, int]], todo: Sequence[int], workers: int,
+                stop: StopRequest | None, finished: Callable[[int, Front, Counts], None]) -> None:
+    """Evaluate ``tasks[i]`` for each ``i`` of ``todo`` (on ``workers`` processes), calling ``finished`` as each
+    ends, until all are done or ``stop`` has a signal: then the chunks not started are cancelled and the running
+    ones end (a chunk is a fraction of a second)."""
+    if workers <= 1 or len(todo) <= 1:
+        for i in todo:
+            if stop is not None and stop.signum is not None:
+                return
+            finished(i, *chunk_front(job, *tasks[i]))
+        return
+    queue = iter(todo)
+    pending: dict[Future[tuple[Front, Counts]], int] = {}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_init_worker, initargs=(job,))
+    try:
+        for i in itertools.islice(queue, 2 * workers):  # a few queued per worker: none waits for the parent
+            pending[pool.submit(_run_chunk, tasks[i])] = i
+        while pending and (stop is None or stop.signum is None):
+            done, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            for future in done:
+                finished(pending.pop(future), *future.result())
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending[pool.submit(_run_chunk, tasks[nxt])] = nxt
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    for future, i in pending.items():  # stopped: the chunks that were running when the signal came count too
+        if future.done() and not future.cancelled() and future.exception() is None:
+            finished(i, *future.result())
+
+
 def enumerate_front(system: System, problem: Problem, space: Mapping[str, ParamSpec], *,
                     chunk_points: int = DEFAULT_CHUNK, workers: int = 1, progress: bool = True,
-                    seed: int = 0) -> Enumeration:
-    """The exact constrained Pareto set of ``space`` (every knob discrete)."""
+                    seed: int = 0, state: Path | None = None, key: str = "",
+                    stop: StopRequest | None = None) -> Enumeration:
+    """The exact constrained Pareto set of ``space`` (every knob discrete). ``state``: where the chunks done are
+    persisted as they finish (:mod:`dse.enumeration_state`) and read back from, so an interrupted enumeration
+    continues; ``key``: what else identifies the problem (the study's problem record). ``stop``: a signal there
+    ends the enumeration at the next chunk boundary with the front of the chunks done (``interrupted``)."""
     grid = grid_space(dict(space))
     knobs = accuracy_knobs(system, grid, bool(problem.providers))
+    directions = list(problem.objectives.values())
     t0 = time.perf_counter()
-    groups = measure_groups(system, problem, grid, knobs, progress)
+    try:
+        with stop.evaluating() if stop is not None else contextlib.nullcontext():
+            groups = measure_groups(system, problem, grid, knobs, progress)
+    except Interrupted as sig:  # the keys measured so far are in the accuracy store: a resume reuses them
+        empty = dict.fromkeys((*COUNT_NAMES, "pareto", "accuracy_groups"), 0)
+        return Enumeration([], np.zeros((0, len(directions))), empty, knobs, time.perf_counter() - t0, 0.0,
+                           workers, interrupted=sig.signum, chunks=(0, 0))
     measure_s = time.perf_counter() - t0
     hw_names = tuple(k for k in grid if k not in knobs)
     job = Job(system, hw_names, tuple(np.asarray(grid[k]) for k in hw_names), tuple(groups),
@@ -264,44 +327,57 @@ def enumerate_front(system: System, problem: Problem, space: Mapping[str, ParamS
     verify_groups(job, knobs, np.random.default_rng(seed))
     tasks = [(g, s, min(s + chunk_points, job.size)) for g in range(len(groups))
              for s in range(0, job.size, chunk_points)]
-    directions = list(problem.objectives.values())
-    front, counts = Front(), Counts()
+    ident = identity(key, hw_names, job.hw_values, [g.params for g in groups], job.objectives,
+                     {k: (b.min, b.max) for k, b in job.constraints.items()}, chunk_points)
+    saved = load(state, ident, len(tasks)) if state is not None else None
+    prog = saved or Progress.empty(ident, len(tasks), len(directions))
+    if saved is not None:
+        log.info("resuming the enumeration: %d of %d chunks done (%s)", int(prog.done.sum()), len(tasks), state)
+    front = Front(prog.group, prog.flat, prog.values)
+    save_progress = Saver(state)
+    spent = prog.enumerate_s
     t1 = time.perf_counter()
-    bar = tqdm(total=job.size * len(groups), desc="enumerate", unit="pt", unit_scale=True, disable=not progress)
+    bar = tqdm(total=job.size * len(groups), initial=sum(tasks[i][2] - tasks[i][1] for i in np.flatnonzero(prog.done)),
+               desc="enumerate", unit="pt", unit_scale=True, disable=not progress)
+
+    def finished(i: int, part: Front, c: Counts) -> None:
+        nonlocal front
+        front = front.merged(part, directions)
+        prog.done[i] = True
+        prog.group, prog.flat, prog.values = front.group, front.flat, front.values
+        prog.counts = prog.counts + np.array([getattr(c, n) for n in COUNT_NAMES])
+        prog.enumerate_s = spent + time.perf_counter() - t1
+        save_progress(prog)
+        bar.update(c.enumerated)
+
     try:
-        if workers > 1 and len(tasks) > 1:
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(job,)) as pool:
-                for part, c in pool.map(_run_chunk, tasks):
-                    front = front.merged(part, directions)
-                    counts.add(c)
-                    bar.update(c.enumerated)
-        else:
-            for task in tasks:
-                part, c = chunk_front(job, *task)
-                front = front.merged(part, directions)
-                counts.add(c)
-                bar.update(c.enumerated)
+        _run_chunks(job, tasks, [i for i in range(len(tasks)) if not prog.done[i]], workers, stop, finished)
     finally:
         bar.close()
-    enumerate_s = time.perf_counter() - t1
+        save_progress(prog, force=True)
     order = np.lexsort((front.flat, front.group))
     params = []
     for g, f in zip(front.group[order], front.flat[order], strict=True):
         p = job.params(int(g), np.array([f]))
         params.append({k: (v[0].item() if isinstance(v, np.ndarray) else v) for k, v in p.items()})
-    counts_d = {"enumerated": counts.enumerated, "invalid": counts.invalid, "infeasible": counts.infeasible,
-                "feasible": counts.feasible, "pareto": len(params), "accuracy_groups": len(groups)}
-    return Enumeration(params, front.values[order], counts_d, knobs, measure_s, enumerate_s, workers)
+    counts_d = {**{n: int(v) for n, v in zip(COUNT_NAMES, prog.counts, strict=True)},
+                "pareto": len(params), "accuracy_groups": len(groups)}
+    interrupted = None if prog.complete else (stop.signum if stop is not None else None)
+    return Enumeration(params, front.values[order].reshape(len(params), len(directions)), counts_d, knobs,
+                       measure_s, prog.enumerate_s, workers, interrupted=interrupted,
+                       chunks=(int(prog.done.sum()), len(tasks)))
 
 
 def record(study: optuna.Study, enumeration: Enumeration, system: System, problem: Problem,
            space: Mapping[str, ParamSpec]) -> None:
     """The Pareto points as COMPLETE trials of the study (params, objective values, constraints, metrics),
-    so that tables, plots and exports treat them like sampled trials."""
+    so that tables, plots and exports treat them like sampled trials. A design the study already holds (a
+    resumed enumeration that had finished) is not added again."""
     dists = distributions(dict(space))
+    held = {design_key(t.params) for t in study.get_trials(deepcopy=False)}
     for params in enumeration.params:
+        if design_key(params) in held:
+            continue
         point = system.complete(params)
         observed = problem.extra(point) if problem.providers else Observed()
         (result,) = assess(system.evaluate(point, observed.selection), problem.objectives, problem.constraints,

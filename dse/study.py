@@ -11,10 +11,8 @@ import contextlib
 import json
 import logging
 import signal
-import threading
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from dse.objectives import Observed, Problem, assess, attributes
 from dse.results import design_key
 from dse.samplers import exhausted, finite_size, make_sampler
 from dse.space import suggest
+from dse.stopping import Interrupted, StopRequest
 from dse.storage import claim_run_dir, make_storage, record_run_dir, storage_target, sync_storage
 from dse.systems import System
 
@@ -158,55 +157,6 @@ def attach(cfg: Config, storage: optuna.storages.BaseStorage, problem: Problem,
             study.set_metric_names(list(problem.objectives))
         study.set_user_attr("system", cfg.system.name)
     return study
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived while a trial was being evaluated: the trial is abandoned (told FAIL). A
-    BaseException (as KeyboardInterrupt is), so a trial's own error handling does not swallow it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class StopRequest:
-    """SIGINT / SIGTERM during a search. A signal that arrives while a trial is evaluated (cost model,
-    accuracy measurement: code that unwinds cleanly) abandons that trial at once; one that arrives while
-    Optuna writes to the storage only sets ``signum``, and the loop stops at the next trial boundary, so
-    no storage operation (or its file lock) is ever cut in the middle."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._evaluating = False
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signum = signum
-        if self._evaluating:
-            self._evaluating = False
-            raise Interrupted(signum)
-
-    @contextlib.contextmanager
-    def evaluating(self) -> Iterator[None]:
-        if self.signum is not None:
-            raise Interrupted(self.signum)
-        self._evaluating = True
-        try:
-            yield
-        finally:
-            self._evaluating = False
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[StopRequest]:
-        """Handle SIGINT and SIGTERM within the block (main thread only; elsewhere nothing is installed)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
 
 @dataclass(frozen=True)

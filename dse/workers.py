@@ -31,8 +31,9 @@ from dse.config import Config, ConfigError
 from dse.coordination import StorageLost, quota_done
 from dse.coupling import problem_for
 from dse.samplers import make_sampler
+from dse.stopping import StopRequest
 from dse.storage import make_storage
-from dse.study import LoopResult, StopRequest, attach, optimise, study_size, worker_seed
+from dse.study import LoopResult, attach, optimise, study_size, worker_seed
 from dse.systems import make_system
 
 log = logging.getLogger(__name__)

@@ -127,8 +127,6 @@ def test_refusals_name_the_key(make_cfg: Callable[..., Config], tmp_path: Path) 
         run_search(small(make_cfg, continuous), tmp_path / "a")
     with pytest.raises(ConfigError, match=r"search\.max_points: the space has 48 points"):
         run_search(small(make_cfg, SMALL_SPACE, "search.max_points=47"), tmp_path / "b")
-    with pytest.raises(ConfigError, match=r"search\.resume: an exhaustive run"):
-        small(make_cfg, SMALL_SPACE, "search.resume=true")
     with pytest.raises(ConfigError, match=r"search\.sampler \(exhaustive\): workers must be >= 0"):
         check_search(small(make_cfg, SMALL_SPACE, "search.sampler.workers=-1"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any work
