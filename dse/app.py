@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +25,31 @@ from dse.export import export_designs
 from dse.objectives import Problem
 from dse.pareto import Box
 from dse.plots import save_history_plot, save_pareto_plots
-from dse.results import history, indicators, load_reference_front, study_table, summarise, write_summary, write_tables
-from dse.stopping import StopRequest
+from dse.results import (
+    StudyTable,
+    history,
+    indicators,
+    load_reference_front,
+    study_table,
+    summarise,
+    write_summary,
+    write_tables,
+)
+from dse.stopping import Interrupted, StopRequest
 from dse.storage import cannot_write, claim_run_dir, make_storage, record_run_dir, storage_target
 from dse.study import LoopResult, open_study, optimise, problem_record
 from dse.systems import System
 from dse.workers import run_workers
 
 log = logging.getLogger(__name__)
+
+
+#: after a signal, the results are written within a few seconds of it (a scheduler's grace period is often 30 s,
+#: some give 10): trials.csv, pareto.csv and summary.json always; each further part (plots, designs, report) only
+#: if it can start within this many seconds of the signal; what is left out is listed in summary.json's
+#: ``incomplete`` (a resume, or ``tide report`` for the report, writes it). A second signal while writing cuts the
+#: part being written (files are replaced whole: never a cut one).
+SIGNAL_BUDGET_S = 2.5
 
 
 def write_run_report(run_dir: Path) -> None:
@@ -46,60 +67,118 @@ def write_run_report(run_dir: Path) -> None:
                     type(exc).__name__, exc, run_dir)
 
 
+@dataclass(frozen=True)
+class Part:
+    """One part of the results beyond the tables: what writes it, and the files a skipped one leaves stale."""
+
+    name: str
+    write: Callable[[], object]
+    stale: tuple[str, ...] = ()
+
+
+def write_parts(parts: Sequence[Part], stop: StopRequest, signalled_at: float | None, run_dir: Path) -> list[str]:
+    """Write each part unless a signal came more than :data:`SIGNAL_BUDGET_S` ago (the report: unless one came at
+    all, it takes longest); a signal during a part cuts it. The names of the parts not written (their stale files
+    removed: a page or a plot of an earlier state of the study would mislead)."""
+    skipped = []
+    for part in parts:
+        at = signalled_at if signalled_at is not None else stop.at
+        if at is not None and (part.name == "report.html" or time.monotonic() - at > SIGNAL_BUDGET_S):
+            skipped.append(part)
+            continue
+        try:
+            with stop.evaluating():
+                part.write()
+        except Interrupted:  # cut; the next part starts if the budget allows (stop.at keeps the first signal)
+            skipped.append(part)
+            stop.signum = None
+    for part in skipped:
+        for pattern in part.stale:
+            for path in run_dir.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    return [p.name for p in skipped]
+
+
 def write_results(cfg: Config, system: System, problem: Problem, accuracy: AccuracyProvider | None,
                   study: optuna.Study, run_dir: Path, target: str, result: LoopResult, box: Box,
                   reference_front: np.ndarray | None, exhaustive: dict[str, Any] | None) -> dict[str, Any]:
-    """trials.csv, pareto.csv, the plots, designs/, summary.json, run.json and report.html of a finished loop."""
-    ref_path = cfg.search.reference_front
-    objectives = list(problem.objectives)
-    table = study_table(study, objectives, list(problem.objectives.values()))
-    write_tables(table, run_dir)
+    """trials.csv, pareto.csv, summary.json, then the plots, designs/, run.json and report.html of a finished
+    loop; after a signal (in the loop or while writing), within a budget of it (:data:`SIGNAL_BUDGET_S`)."""
+    stop = StopRequest()
+    with stop.installed():
+        table = study_table(study, list(problem.objectives), list(problem.objectives.values()))
+        write_tables(table, run_dir)
+        quality = indicators(table, box, reference_front, cfg.search.reference_front)
+        if quality["pareto_outside_box"]:  # normal for a few; all of them means the box does not fit this problem
+            level = logging.WARNING if quality["hypervolume"] == 0 else logging.INFO
+            log.log(level, "%d of %d Pareto design(s) lie beyond the hypervolume box's worst values and add nothing "
+                    "to the hypervolume%s (box: summary.json)", quality["pareto_outside_box"], len(table.pareto),
+                    "; widen system.reference / accuracy.reference for this model" if level == logging.WARNING
+                    else "")
+        designs: list[Path] = []
+        parts = [Part("pareto plots", lambda: save_pareto_plots(table, problem.descriptions, _title(
+            cfg, accuracy, table, exhaustive), run_dir, cfg.output.plot_formats),
+                      tuple(f"pareto.{fmt}" for fmt in cfg.output.plot_formats))]
+        if exhaustive is None:  # an enumeration has no order of discovery
+            parts.append(Part("hypervolume plot", lambda: _history_plot(cfg, table, box, quality, run_dir),
+                              tuple(f"hypervolume.{fmt}" for fmt in cfg.output.plot_formats)))
+        if cfg.output.export_designs:
+            parts.append(Part("designs/", lambda: designs.extend(export_designs(
+                cfg, system, problem, table, run_dir, cfg.output.max_exported_designs)), ("designs",)))
+        if cfg.output.report:
+            parts.append(Part("report.html", lambda: write_run_report(run_dir), ("report.html",)))
+        summary = summarise(table, result.wall_s, quality, {
+            "this_session": {"asked": result.n_asked, "failed": result.n_failed, "workers": cfg.search.workers},
+            "interrupted": signal.Signals(result.interrupted).name if result.interrupted else None,
+            "incomplete": [p.name for p in parts],  # until they are written: a kill leaves an honest summary
+            "study_name": cfg.search.study_name,
+            "sampler": cfg.search.sampler_name,
+            "seed": cfg.search.seed,
+            "exhaustive": exhaustive,
+            "distinct_pareto_designs": len(table.pareto),
+            "repeated_trials": sum(1 for t in table.trials if "repeat_of" in t.user_attrs),
+            "system": cfg.system.name,
+            "model": cfg.model.name,
+            "tech": cfg.tech.name,
+            "workload": {"batch": cfg.workload.batch, "prompt_len": cfg.workload.prompt_len,
+                         "gen_len": cfg.workload.gen_len},
+            "constraints": {k: {"max": b.max, "min": b.min} for k, b in problem.constraints.items()},
+            "cost_model_target": cfg.model.name,
+            "accuracy": accuracy.describe(measured_elsewhere=result.measured) if accuracy is not None else None,
+            "exported_designs": 0,
+            "tide_version": __version__,
+        })
+        write_summary(summary, run_dir)
+        skipped = write_parts(parts, stop, result.stopped_at, run_dir)
+        summary.update(incomplete=skipped, exported_designs=len(designs))
+        if stop.first is not None and summary["interrupted"] is None:  # a signal while the results were written
+            summary["interrupted"] = signal.Signals(stop.first).name
+        write_summary(summary, run_dir)
+        record_run_dir(run_dir, target, cfg.search.study_name, environment=environment.describe(),
+                       accuracy_keys=(accuracy.keys_of((t.params for t in table.complete), cfg.system.space)
+                                      if accuracy is not None else []))
+    if skipped:
+        log.warning("stopped by a signal: %s not written (summary.json lists them under 'incomplete'); "
+                    "search.resume=true writes them (tide report %s --out %s for the report alone)",
+                    ", ".join(skipped), run_dir, run_dir / "report.html")
+    return summary
+
+
+def _title(cfg: Config, accuracy: AccuracyProvider | None, table: StudyTable, exhaustive: dict[str, Any] | None
+           ) -> str:
     proxy = f", accuracy on {accuracy.oracle.source.name}" if accuracy is not None else ""
     title = (f"{cfg.system.name} on {cfg.model.name} ({cfg.tech.name}){proxy}, "
              f"{len(table.feasible)} feasible designs")
     if exhaustive is not None and exhaustive.get("partial"):
         title += f" (partial: {exhaustive['chunks_done']} of {exhaustive['chunks_total']} chunks)"
-    save_pareto_plots(table, problem.descriptions, title, run_dir, cfg.output.plot_formats)
-    quality = indicators(table, box, reference_front, ref_path)
-    if quality["pareto_outside_box"]:  # normal for a few; all of them means the box does not fit this problem
-        level = logging.WARNING if quality["hypervolume"] == 0 else logging.INFO
-        log.log(level, "%d of %d Pareto design(s) lie beyond the hypervolume box's worst values and add nothing to "
-                "the hypervolume%s (box: summary.json)", quality["pareto_outside_box"], len(table.pareto),
-                "; widen system.reference / accuracy.reference for this model" if level == logging.WARNING else "")
-    if exhaustive is None:  # an enumeration has no order of discovery
-        numbers, hv = history(table, box)
-        save_history_plot(numbers, hv, f"{cfg.system.name}: hypervolume of the feasible front "
-                          f"({cfg.search.sampler_name}, seed {cfg.search.seed})", run_dir, cfg.output.plot_formats,
-                          reference=(quality.get("reference_front") or {}).get("hypervolume"))
-    designs = (export_designs(cfg, system, problem, table, run_dir, cfg.output.max_exported_designs)
-               if cfg.output.export_designs else [])
-    summary = summarise(table, result.wall_s, quality, {
-        "this_session": {"asked": result.n_asked, "failed": result.n_failed, "workers": cfg.search.workers},
-        "interrupted": signal.Signals(result.interrupted).name if result.interrupted else None,
-        "study_name": cfg.search.study_name,
-        "sampler": cfg.search.sampler_name,
-        "seed": cfg.search.seed,
-        "exhaustive": exhaustive,
-        "distinct_pareto_designs": len(table.pareto),
-        "repeated_trials": sum(1 for t in table.trials if "repeat_of" in t.user_attrs),
-        "system": cfg.system.name,
-        "model": cfg.model.name,
-        "tech": cfg.tech.name,
-        "workload": {"batch": cfg.workload.batch, "prompt_len": cfg.workload.prompt_len,
-                     "gen_len": cfg.workload.gen_len},
-        "constraints": {k: {"max": b.max, "min": b.min} for k, b in problem.constraints.items()},
-        "cost_model_target": cfg.model.name,
-        "accuracy": accuracy.describe(measured_elsewhere=result.measured) if accuracy is not None else None,
-        "exported_designs": len(designs),
-        "tide_version": __version__,
-    })
-    write_summary(summary, run_dir)
-    record_run_dir(run_dir, target, cfg.search.study_name, environment=environment.describe(),
-                   accuracy_keys=(accuracy.keys_of((t.params for t in table.complete), cfg.system.space)
-                                  if accuracy is not None else []))
-    if cfg.output.report:
-        write_run_report(run_dir)
-    return summary
+    return title
+
+
+def _history_plot(cfg: Config, table: StudyTable, box: Box, quality: dict[str, Any], run_dir: Path) -> None:
+    numbers, hv = history(table, box)
+    save_history_plot(numbers, hv, f"{cfg.system.name}: hypervolume of the feasible front "
+                      f"({cfg.search.sampler_name}, seed {cfg.search.seed})", run_dir, cfg.output.plot_formats,
+                      reference=(quality.get("reference_front") or {}).get("hypervolume"))
 
 
 def run_enumeration(cfg: Config, system: System, problem: Problem, study: optuna.Study, run_dir: Path
@@ -124,7 +203,8 @@ def run_enumeration(cfg: Config, system: System, problem: Problem, study: optuna
         study = optuna.create_study(directions=list(problem.objectives.values()), sampler=sampler)
     record(study, enumeration, system, problem, cfg.system.space)
     result = LoopResult(n_asked=enumeration.counts["enumerated"], n_failed=0,
-                        wall_s=enumeration.measure_s + enumeration.enumerate_s, interrupted=enumeration.interrupted)
+                        wall_s=enumeration.measure_s + enumeration.enumerate_s, interrupted=enumeration.interrupted,
+                        stopped_at=stop.at)
     return study, enumeration.describe(), result
 
 

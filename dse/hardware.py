@@ -143,8 +143,8 @@ class Component(_Tagged):
     tag = "!Component"
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml's emitter where PyYAML has it (the same text, ~10x faster), its pure-Python one otherwise."""
 
 
 def _represent_tagged(dumper: yaml.SafeDumper, data: _Tagged) -> yaml.Node:

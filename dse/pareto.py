@@ -102,8 +102,10 @@ def hypervolume_history(values: np.ndarray, feasible: np.ndarray, box: Box) -> n
     out = np.zeros(len(values))
     front = np.zeros((0, len(box.objectives)))
     hv = 0.0
+    lower = to_minimisation(values, box.directions)
     for i in range(len(values)):
-        if feasible[i]:
+        # a point dominated by (or equal to) one of the front changes neither the front nor its hypervolume
+        if feasible[i] and not np.any(np.all(to_minimisation(front, box.directions) <= lower[i], axis=1)):
             cand = np.vstack([front, values[i:i + 1]])
             front = cand[non_dominated(cand, box.directions)]
             hv = hypervolume(front, box)

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dse.results import StudyTable  # noqa: E402
+from dse.results import StudyTable, written_whole  # noqa: E402
 
 
 def axis_label(metric: str, descriptions: Mapping[str, str], direction: str) -> str:
@@ -59,7 +59,8 @@ def pareto_figure(table: StudyTable, descriptions: Mapping[str, str], title: str
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.4 * nrows), squeeze=False)
     feas = table.values(table.feasible)
     front = table.values(table.pareto)
-    infeasible = [t for t in table.complete if t not in table.feasible]
+    feasible_numbers = {t.number for t in table.feasible}
+    infeasible = [t for t in table.complete if t.number not in feasible_numbers]
     infeas = table.values(infeasible) if infeasible else np.empty((0, len(objs)))
     infeas = infeas[np.all(np.isfinite(infeas), axis=1)] if infeas.size else infeas
     for ax, (i, j) in zip(axes.flat, pairs, strict=False):
@@ -100,7 +101,8 @@ def save_figure(fig: plt.Figure, stem: Path, formats: Sequence[str]) -> list[Pat
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
-        fig.savefig(path, dpi=130)
+        with written_whole(path) as tmp:
+            fig.savefig(tmp, dpi=130, format=fmt)
         paths.append(path)
     plt.close(fig)
     return paths

@@ -3,11 +3,13 @@ exports and the report)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,11 @@ class StudyTable:
         return np.array([t.values for t in trials], dtype=np.float64).reshape(len(trials), len(self.objectives))
 
 
-def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+def is_feasible(trial: optuna.trial.FrozenTrial, constraints: dict[str, float] | None = None) -> bool:
+    """COMPLETE, every constraint met and every objective finite (``constraints``: the trial's, when the caller
+    has them already: Optuna rebuilds them on every access)."""
     return (trial.state == optuna.trial.TrialState.COMPLETE
-            and all(v <= 0 for v in trial.constraints.values())
+            and all(v <= 0 for v in (trial.constraints if constraints is None else constraints).values())
             and all(math.isfinite(v) for v in trial.values))
 
 
@@ -75,16 +79,17 @@ def study_table(study: optuna.Study, objectives: Sequence[str], directions: Sequ
 
 
 def _row(trial: optuna.trial.FrozenTrial, table: StudyTable, pareto_ids: set[int]) -> dict[str, Any]:
+    constraints = trial.constraints
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
-        "feasible": is_feasible(trial),
+        "feasible": is_feasible(trial, constraints),
         "pareto": trial.number in pareto_ids,
     }
     row.update({f"param.{k}": v for k, v in trial.params.items()})
     values = trial.values or [math.nan] * len(table.objectives)
     row.update({f"objective.{k}": v for k, v in zip(table.objectives, values, strict=True)})
-    row.update({f"constraint.{k}": v for k, v in trial.constraints.items()})
+    row.update({f"constraint.{k}": v for k, v in constraints.items()})
     row.update({f"metric.{k}": v for k, v in trial_metrics(trial).items()})
     row["repeat_of"] = trial.user_attrs.get("repeat_of", "")
     row["retry_of"] = trial.user_attrs.get("retry_of", "")  # the trial of a dead worker this one runs again
@@ -96,14 +101,26 @@ def _row(trial: optuna.trial.FrozenTrial, table: StudyTable, pareto_ids: set[int
     return row
 
 
+@contextlib.contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """A file beside ``path`` to write in the block, renamed onto ``path`` when the block ends: an error, a signal
+    or a kill mid-write leaves the previous file (or none), never a cut one. The file beside is removed on
+    error."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for r in rows:
-        columns.extend(k for k in r if k not in columns)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    shapes = dict.fromkeys(tuple(r) for r in rows)  # the distinct key sequences, in order: rows mostly share one
+    columns = list(dict.fromkeys(k for s in shapes for k in s))  # every row's keys, in order of first appearance
+    with written_whole(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows([r.get(c, "") for c in columns] for r in rows)
 
 
 def write_tables(table: StudyTable, run_dir: Path) -> None:
@@ -124,10 +141,12 @@ class DamagedResults(ValueError):
 NUMERIC_PREFIXES = ("objective.", "constraint.")
 
 
-def read_results_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_results_csv(path: Path, convert: Callable[[str], Any] | None = None
+                     ) -> tuple[list[str], list[dict[str, Any]]]:
     """The header and rows of a trials.csv or pareto.csv, checked: the file ends with a whole line, every row has
     the header's width, ``number`` is an integer and every filled objective and constraint value a number. A
-    :class:`DamagedResults` names the first bad line."""
+    :class:`DamagedResults` names the first bad line. ``convert``: applied to each field as its row is read (the
+    text rows are not all kept at once)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -139,21 +158,23 @@ def read_results_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     try:
         reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
         header = next(reader, [])
+        numeric = [(i, name) for i, name in enumerate(header) if name.startswith(NUMERIC_PREFIXES)]
+        number = header.index("number") if "number" in header else None
         rows = []
         for row in reader:
             line = reader.line_num
             if len(row) != len(header):
                 raise DamagedResults(f"{path}: line {line} has {len(row)} fields, the header {len(header)}")
-            record = dict(zip(header, row, strict=True))
-            if "number" in record and not record["number"].lstrip("-").isdigit():
-                raise DamagedResults(f"{path}: line {line}: number {record['number']!r} is not an integer")
-            for key, value in record.items():
-                if value and key.startswith(NUMERIC_PREFIXES):
+            if number is not None and not row[number].lstrip("-").isdigit():
+                raise DamagedResults(f"{path}: line {line}: number {row[number]!r} is not an integer")
+            for i, name in numeric:
+                if row[i]:
                     try:
-                        float(value)
+                        float(row[i])
                     except ValueError:
-                        raise DamagedResults(f"{path}: line {line}: {key} {value!r} is not a number") from None
-            rows.append(record)
+                        raise DamagedResults(f"{path}: line {line}: {name} {row[i]!r} is not a number") from None
+            rows.append(dict(zip(header, row, strict=True)) if convert is None else
+                        {k: convert(v) for k, v in zip(header, row, strict=True)})
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DamagedResults(f"{path}: not readable CSV ({exc})") from None
     return header, rows
@@ -246,4 +267,5 @@ def summarise(table: StudyTable, wall_s: float, quality: dict[str, Any], extra: 
 
 
 def write_summary(summary: dict[str, Any], run_dir: Path) -> None:
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    with written_whole(run_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")

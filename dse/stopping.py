@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 
@@ -27,10 +28,14 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.first: int | None = None  # the first signal
+        self.at: float | None = None  # time.monotonic() of the first signal
         self._evaluating = False
 
     def _handle(self, signum: int, frame: object) -> None:
         self.signum = signum
+        if self.at is None:
+            self.first, self.at = signum, time.monotonic()
         if self._evaluating:
             self._evaluating = False
             raise Interrupted(signum)

@@ -165,6 +165,7 @@ class LoopResult:
     n_failed: int
     wall_s: float
     interrupted: int | None = None  # the signal that stopped the loop
+    stopped_at: float | None = None  # when it came (time.monotonic()): the results are written within a budget of it
     measured: int = 0  # accuracy keys measured by worker processes (search.workers > 1; the parent counts its own)
 
 
@@ -292,7 +293,8 @@ def optimise(study: optuna.Study, cfg: Config, system: System, problem: Problem,
     if interrupted is not None:
         log.warning("%s: stopped after %d trials; writing the results of the finished ones",
                     signal.Signals(interrupted).name, asked)
-    return LoopResult(n_asked=asked, n_failed=failed, wall_s=time.monotonic() - start, interrupted=interrupted)
+    return LoopResult(n_asked=asked, n_failed=failed, wall_s=time.monotonic() - start, interrupted=interrupted,
+                      stopped_at=stop.at)
 
 
 def _evaluate_and_tell(study: optuna.Study, trial: optuna.Trial, cfg: Config, system: System, problem: Problem,

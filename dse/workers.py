@@ -163,5 +163,5 @@ def run_workers(cfg: Config, run_dir: Path, target: str, study: optuna.Study) ->
         log.error("the study has %d of %d trials: the workers stopped before it was complete; continue it with "
                   "search.resume=true", done, n_total)
     return LoopResult(n_asked=sum(r.asked for r in got), n_failed=sum(r.failed for r in got),
-                      wall_s=time.monotonic() - start, interrupted=interrupted,
-                      measured=sum(r.measured for r in got))
+                      wall_s=time.monotonic() - start, interrupted=interrupted, measured=sum(r.measured for r in got),
+                      stopped_at=stop.at if stop.at is not None else time.monotonic() if interrupted else None)

@@ -242,3 +242,40 @@ def test_a_damaged_reference_front_is_refused_naming_the_line(runs: dict[str, Pa
     front.write_text(_cut((runs["random"] / "pareto.csv").read_text()))
     with pytest.raises(ConfigError, match=r"search\.reference_front: .*pareto\.csv: line \d+ is cut"):
         load_reference_front(front, ["latency_s", "energy_j", "area_mm2"])
+
+
+def test_a_big_run_is_drawn_with_webgl_and_sampled_but_its_front_whole(runs: dict[str, Path]) -> None:
+    """Beyond max_shown a class of dominated-feasible or infeasible points is a seeded uniform sample of that size
+    (counts stated in the legend and the notes); every Pareto design is drawn; 2-D traces are WebGL."""
+    run = load_run(runs["random"])
+    shown = 5
+    text = build_report([runs["random"]], max_shown=shown)
+    view = _data(text)["pareto"]
+    classes = {c["kind"]: c for c in view["runs"][0]["classes"]}
+    assert classes["pareto"]["shown"] == classes["pareto"]["count"] == len(run.pareto) > 0
+    for kind in ("feasible", "infeasible"):
+        c = classes[kind]
+        assert c["shown"] == min(c["count"], shown) == len(c["text"]) == len(c["values"]["latency_s"])
+    sampled = [c for c in classes.values() if c["shown"] < c["count"]]
+    assert sampled, "the fixture's run has more than 5 trials of a class"
+    assert f"at most {shown:,} a class; every Pareto design is drawn" in text
+    assert "'scattergl'" in text
+    assert build_report([runs["random"]], max_shown=shown) == text  # the same sample every time
+    whole = _data(build_report([runs["random"]], max_shown=None))["pareto"]["runs"][0]["classes"]
+    assert all(c["shown"] == c["count"] for c in whole)
+    numbers = {int(m.group(1)) for c in sampled for t in c["text"] if (m := re.search(r"trial (\d+)", t))}
+    assert numbers <= {int(r["number"]) for r in run.rows}
+
+
+def test_sample_and_step_points() -> None:
+    from dse.report.html import sample, step_points
+
+    rows = [{"number": i} for i in range(100)]
+    picked = sample(rows, 10, seed=1)
+    assert len(picked) == 10 and picked == sorted(picked, key=lambda r: r["number"]) == sample(rows, 10, seed=1)
+    assert sample(rows, 200) == rows and sample(rows, None) == rows
+    hv = np.array([0.0, 0.0, 0.1, 0.1, 0.1, 0.3, 0.3])
+    keep = step_points(hv)
+    assert keep.tolist() == [0, 2, 5, 6]
+    # the staircase through the kept points is the whole one: each point's value is the last kept one's at or before
+    assert all(hv[keep[keep <= i][-1]] == hv[i] for i in range(len(hv)))

@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", action="append", help="a name for each run, in order (default: system / model "
                         "/ tech / sampler from its summary.json)")
     parser.add_argument("--design", type=int, help="break down this trial of the first run instead of the knee")
+    parser.add_argument("--max-shown", type=int, default=None, metavar="N",
+                        help="draw at most N dominated-feasible and N infeasible trials of each run in the Pareto view "
+                        "(a uniform sample; every Pareto design is drawn; default 4000, dse.report.html.MAX_SHOWN; "
+                        "0: all)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
@@ -32,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from dse.report.html import write_report  # plotly after the command line is parsed
 
     try:
-        path = write_report(args.runs, args.out, labels=args.label, design=args.design)
+        shown = {} if args.max_shown is None else {"max_shown": args.max_shown or None}
+        path = write_report(args.runs, args.out, labels=args.label, design=args.design, **shown)
     except (ReportError, OSError) as exc:
         if args.debug:
             raise

@@ -34,6 +34,7 @@ from dse.report.runs import (
     load_runs,
     shared_objectives,
 )
+from dse.results import written_whole
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,28 @@ def _log_axis(values: np.ndarray) -> bool:
     return bool(v.size and v.min() > 0 and v.max() / v.min() > 30)
 
 
-def pareto_view_data(runs: Sequence[Run], directions: dict[str, str]) -> dict[str, Any]:
+#: the most dominated-feasible and the most infeasible points of a run the Pareto view draws (each class; the Pareto
+#: set is always drawn whole): beyond it a uniform sample (seeded) is drawn and the page states the counts
+MAX_SHOWN = 4000
+#: the most feasible trials the fANOVA importances are fitted on (a seeded uniform sample beyond it)
+MAX_IMPORTANCE_TRIALS = 200
+
+
+def sample(rows: Sequence[dict[str, Any]], cap: int | None, seed: int = 0) -> list[dict[str, Any]]:
+    """``rows`` when there are at most ``cap`` (None: no cap); else a uniform sample of ``cap`` of them, in their
+    order, the same for the same rows and seed."""
+    if cap is None or len(rows) <= cap:
+        return list(rows)
+    keep = np.sort(np.random.default_rng(seed).choice(len(rows), size=cap, replace=False))
+    return [rows[i] for i in keep]
+
+
+def pareto_view_data(runs: Sequence[Run], directions: dict[str, str], max_shown: int | None = MAX_SHOWN
+                     ) -> dict[str, Any]:
     """What the page's Pareto view draws: per run and class (pareto / feasible / infeasible) the objective
-    values and hover texts, per objective its axis label and scale."""
+    values and hover texts of the points drawn (every Pareto design; at most ``max_shown`` of each other class,
+    a uniform sample), the class's count and the count drawn; per objective its axis label and scale (from every
+    point, drawn or not)."""
     objectives = list(directions)
     out_runs = []
     all_values = []
@@ -87,16 +107,18 @@ def pareto_view_data(runs: Sequence[Run], directions: dict[str, str]) -> dict[st
                    "infeasible": [r for r in run.complete if r.get("feasible") is not True]}
         out_classes = []
         for kind, rows in classes.items():
-            values = run.values(rows, objectives)
-            all_values.append(values)
-            out_classes.append({"kind": kind, "count": len(rows),
+            shown = rows if kind == "pareto" else sample(rows, max_shown)
+            all_values.append(run.values(rows, objectives))
+            values = run.values(shown, objectives)
+            out_classes.append({"kind": kind, "count": len(rows), "shown": len(shown),
                                 "values": {m: _finite_list(values[:, j]) for j, m in enumerate(objectives)},
-                                "text": [_hover(run, r) for r in rows]})
+                                "text": [_hover(run, r) for r in shown]})
         out_runs.append({"label": run.label, "colour": RUN_COLOURS[i % len(RUN_COLOURS)], "classes": out_classes})
     stacked = np.vstack(all_values) if all_values else np.zeros((0, len(objectives)))
     return {"objectives": objectives,
             "labels": {m: f"{m} ({'lower' if d == 'minimize' else 'higher'} is better)" for m, d in directions.items()},
             "log": {m: _log_axis(stacked[:, j]) for j, m in enumerate(objectives)},
+            "max_shown": max_shown,
             "runs": out_runs}
 
 
@@ -136,7 +158,9 @@ def _history(runs: Sequence[Run], box: Box) -> tuple[go.Figure | None, list[str]
         values = run.values(rows, objectives)
         feasible = np.array([r.get("feasible") is True for r in rows], dtype=bool) & np.all(np.isfinite(values), 1)
         hv = hypervolume_history(values, feasible, box)
-        fig.add_trace(go.Scatter(x=[r.get("number") for r in rows], y=hv.tolist(), mode="lines", name=run.label,
+        numbers = np.array([r.get("number") or 0 for r in rows])
+        steps = step_points(hv)  # the same staircase from the trials where it moves (and the last)
+        fig.add_trace(go.Scatter(x=numbers[steps].tolist(), y=hv[steps].tolist(), mode="lines", name=run.label,
                                  line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "shape": "hv"}))
     if not fig.data:
         return None, notes
@@ -145,10 +169,22 @@ def _history(runs: Sequence[Run], box: Box) -> tuple[go.Figure | None, list[str]
     return fig, notes
 
 
-def importances(run: Run, seed: int = 0) -> dict[str, dict[str, float]]:
+def step_points(y: np.ndarray) -> np.ndarray:
+    """The indices where a step function (drawn with ``shape: hv``) changes value, with the first and the last:
+    the same staircase from far fewer points."""
+    if len(y) == 0:
+        return np.zeros(0, dtype=int)
+    change = np.flatnonzero(np.diff(y) != 0) + 1
+    return np.unique(np.concatenate([[0], change, [len(y) - 1]]))
+
+
+def importances(run: Run, seed: int = 0, max_trials: int | None = MAX_IMPORTANCE_TRIALS
+                ) -> dict[str, dict[str, float]]:
     """fANOVA importances (Optuna's ``FanovaImportanceEvaluator``) of every knob for each objective, over the
     run's feasible trials. The knobs' distributions are those the trials show (numeric knobs as ranges,
-    the others as categories): the report needs only the run directory."""
+    the others as categories): the report needs only the run directory. Over at most ``max_trials`` feasible
+    trials (a seeded uniform sample beyond: fANOVA's forests grow with the trials, the ranking does not need them
+    all)."""
     import optuna
 
     if run.exhaustive:
@@ -157,7 +193,8 @@ def importances(run: Run, seed: int = 0) -> dict[str, dict[str, float]]:
     rows = [r for r in run.feasible if all(r.get(f"param.{p}") is not None for p in run.params)]
     values = run.values(rows, run.objectives)
     keep = np.all(np.isfinite(values), axis=1)
-    rows, values = [r for r, k in zip(rows, keep, strict=True) if k], values[keep]
+    rows = sample([r for r, k in zip(rows, keep, strict=True) if k], max_trials, seed)
+    values = run.values(rows, run.objectives)
     if len(rows) < 3:
         raise ReportError(f"{len(rows)} feasible trial(s): too few for importances")
     dists: dict[str, Any] = {}
@@ -187,8 +224,10 @@ def _importance_figure(run: Run, imp: dict[str, dict[str, float]]) -> go.Figure:
     fig = go.Figure()
     for m, by_param in imp.items():
         fig.add_trace(go.Bar(name=m, x=run.params, y=[by_param.get(p, 0.0) for p in run.params]))
+    used = min(len(run.feasible), MAX_IMPORTANCE_TRIALS)
+    over = f"{len(run.feasible)}" if used == len(run.feasible) else f"a sample of {used:,} of {len(run.feasible):,}"
     fig.update_layout(barmode="group", title=f"{run.label}: knob importances per objective (fANOVA over "
-                      f"{len(run.feasible)} feasible trials)", yaxis_title="importance (sums to 1 per objective)",
+                      f"{over} feasible trials)", yaxis_title="importance (sums to 1 per objective)",
                       height=380)
     return fig
 
@@ -304,9 +343,10 @@ def _overview_table(runs: Sequence[Run]) -> str:
 
 
 def build_report(paths: Sequence[Path], *, labels: Sequence[str] | None = None, design: int | None = None,
-                 importance_seed: int = 0) -> str:
+                 importance_seed: int = 0, max_shown: int | None = MAX_SHOWN) -> str:
     """The report's HTML text for the run directories ``paths`` (the first run's trial ``design`` broken
-    down instead of the knee, if given)."""
+    down instead of the knee, if given; at most ``max_shown`` dominated-feasible and infeasible points of each
+    run drawn in the Pareto view, None: all)."""
     from plotly.offline import get_plotlyjs
 
     runs = load_runs(paths, labels)
@@ -319,7 +359,12 @@ def build_report(paths: Sequence[Path], *, labels: Sequence[str] | None = None, 
     else:
         box = runs[0].box
     sections: list[Section] = []
-    view = pareto_view_data(runs, directions)
+    view = pareto_view_data(runs, directions, max_shown)
+    for run in view["runs"]:
+        sampled = [f"{c['shown']:,} of {c['count']:,} {c['kind']}" for c in run["classes"] if c["shown"] < c["count"]]
+        if sampled:
+            notes.append(f"run '{run['label']}': the Pareto view draws {' and '.join(sampled)} trials (a uniform "
+                         f"sample, at most {max_shown:,} a class; every Pareto design is drawn; --max-shown)")
     colour_by = list(directions)[-1]
     sections.append(Section(
         "Parallel coordinates of the Pareto set",
@@ -395,8 +440,9 @@ _SCRIPT = """
     for (const run of P.runs) for (const c of run.classes) {
       if (!c.count) continue;
       const t = {x: c.values[x], y: c.values[y], text: c.text, hovertemplate: '%{text}<extra></extra>',
-                 mode: 'markers', name: (multi ? run.label + ': ' : '') + c.kind + ' (' + c.count + ')',
-                 marker: marker(c.kind, run, multi), type: z ? 'scatter3d' : 'scatter'};
+                 mode: 'markers', marker: marker(c.kind, run, multi), type: z ? 'scatter3d' : 'scattergl',
+                 name: (multi ? run.label + ': ' : '') + c.kind + ' (' + (c.shown < c.count ? c.shown
+                       .toLocaleString('en') + ' of ' + c.count.toLocaleString('en') + ' shown' : c.count) + ')'};
       if (z) { t.z = c.values[z]; t.marker = Object.assign({}, t.marker, {size: t.marker.size / 2}); }
       if (multi && c.kind === 'infeasible') t.visible = 'legendonly';
       traces.push(t);
@@ -445,5 +491,6 @@ def write_report(paths: Sequence[Path], out: Path, **kwargs: Any) -> Path:
     """Build the report of ``paths`` and write it to ``out``."""
     text = build_report(paths, **kwargs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    with written_whole(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return out

@@ -29,12 +29,8 @@ def _value(text: str | None) -> Any:
         return None
     if text in ("True", "False"):
         return text == "True"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
+    try:  # an integer is all digits; anything else a float parses (1.5, 1e-05, nan, inf) or is text
+        return int(text) if text.lstrip("-").isdigit() else float(text)
     except ValueError:
         return text
 
@@ -42,10 +38,9 @@ def _value(text: str | None) -> Any:
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """A results table, checked (:func:`dse.results.read_results_csv`), its fields as Python values."""
     try:
-        header, rows = read_results_csv(path)
+        return read_results_csv(path, _value)
     except DamagedResults as exc:
         raise ReportError(str(exc)) from None
-    return header, [{k: _value(v) for k, v in r.items()} for r in rows]
 
 
 def _number(value: Any) -> float:
