@@ -60,3 +60,13 @@ def test_the_check_catches_a_javascript_error_and_an_empty_plot(browser: None, r
                                   "<div id='history' class='plot'></div><div id='blank' class='plot'></div>"))
     result = check_report(empty)
     assert [e.split()[1] for e in result.empty] == ["#blank", "#blank"] and not result.ok
+
+
+def test_a_sampled_report_renders_in_chromium(browser: None, report: Path, tmp_path: Path) -> None:
+    """The big-run form of the Pareto view (WebGL, classes drawn as a sample beyond max_shown) draws too."""
+    sampled = write_report([report.parent / "a"], tmp_path / "sampled.html", max_shown=5)
+    result = check_report(sampled)
+    assert result.errors == [] and result.empty == [], (result.errors, result.empty)
+    pareto = [p for p in result.plots if p["id"] == "pareto"]
+    assert {p["stage"] for p in pareto} == {"2-D", "3-D"} and all(p["points"] > 0 for p in pareto)
+    assert "(a uniform sample, at most 5 a class" in sampled.read_text()
