@@ -69,21 +69,23 @@ def write_run_report(run_dir: Path) -> None:
 
 @dataclass(frozen=True)
 class Part:
-    """One part of the results beyond the tables: what writes it, and the files a skipped one leaves stale."""
+    """One part of the results beyond the tables: what writes it, the files a skipped one leaves stale, and whether
+    it is written at all once a signal has come (the report is not: it takes longest)."""
 
     name: str
     write: Callable[[], object]
     stale: tuple[str, ...] = ()
+    after_signal: bool = True
 
 
 def write_parts(parts: Sequence[Part], stop: StopRequest, signalled_at: float | None, run_dir: Path) -> list[str]:
-    """Write each part unless a signal came more than :data:`SIGNAL_BUDGET_S` ago (the report: unless one came at
-    all, it takes longest); a signal during a part cuts it. The names of the parts not written (their stale files
+    """Write each part unless a signal came more than :data:`SIGNAL_BUDGET_S` ago (or at all, for a part not
+    ``after_signal``); a signal during a part cuts it. The names of the parts not written (their stale files
     removed: a page or a plot of an earlier state of the study would mislead)."""
     skipped = []
     for part in parts:
         at = signalled_at if signalled_at is not None else stop.at
-        if at is not None and (part.name == "report.html" or time.monotonic() - at > SIGNAL_BUDGET_S):
+        if at is not None and (not part.after_signal or time.monotonic() - at > SIGNAL_BUDGET_S):
             skipped.append(part)
             continue
         try:
@@ -126,7 +128,7 @@ def write_results(cfg: Config, system: System, problem: Problem, accuracy: Accur
             parts.append(Part("designs/", lambda: designs.extend(export_designs(
                 cfg, system, problem, table, run_dir, cfg.output.max_exported_designs)), ("designs",)))
         if cfg.output.report:
-            parts.append(Part("report.html", lambda: write_run_report(run_dir), ("report.html",)))
+            parts.append(Part("report.html", lambda: write_run_report(run_dir), ("report.html",), after_signal=False))
         summary = summarise(table, result.wall_s, quality, {
             "this_session": {"asked": result.n_asked, "failed": result.n_failed, "workers": cfg.search.workers},
             "interrupted": signal.Signals(result.interrupted).name if result.interrupted else None,

@@ -130,10 +130,6 @@ class Counts:
     infeasible: int = 0
     feasible: int = 0
 
-    def add(self, other: Counts) -> None:
-        for k in ("enumerated", "invalid", "infeasible", "feasible"):
-            setattr(self, k, getattr(self, k) + getattr(other, k))
-
 
 @dataclass
 class Front:
