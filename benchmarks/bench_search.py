@@ -37,7 +37,7 @@ from dse.study import optimise
 from dse.systems import make_system
 
 BUDGETS = (50, 100, 200, 500, 1000)
-SAMPLERS = ("random", "qmc", "tpe", "nsga2", "nsga3", "gp")  # every shipped sampler with several objectives
+SAMPLERS = ("random", "qmc", "tpe", "nsga2", "nsga3", "gp", "parego")  # every shipped sampler with several objectives
 TARGETS = (0.95, 0.98)
 
 
