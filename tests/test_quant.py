@@ -178,3 +178,33 @@ def test_olaccel_keeps_the_largest_share_and_quantises_the_rest_over_the_normal_
     top = w.abs().topk(5, dim=-1).indices
     assert torch.equal(wq.gather(-1, top), w.gather(-1, top).half().float())
     assert torch.equal(quant.outlier_fake_quant(x, 4, 0.0), quant.symmetric_fake_quant(x, 4, None))
+
+
+@pytest.mark.parametrize(("rows", "chunk", "use_bias", "signed", "calibrated"), [
+    (256, 64, True, True, False), (300, 64, True, True, False), (256, 256, False, False, False),
+    (300, 64, True, True, True), (256, 64, False, True, True)])
+def test_the_in_place_fake_quantiser_is_the_codes_dequantised_bit_for_bit(rows: int, chunk: int, use_bias: bool,
+                                                                         signed: bool, calibrated: bool) -> None:
+    """The emulation's fast path (one buffer, in place) and the integer codes of the hardware check are one
+    computation: equal bits, float32 like the model, whether the rows tile the chunks or are padded, and with
+    calibrated statistics that cover only some chunks."""
+    x = planted(T=rows).float()
+    if not signed:
+        x = x.abs()
+    calib = quant.chunk_stats(planted(T=128, seed=1).float(), chunk, use_bias) if calibrated else None
+    kw = {"bits": 4, "groups": 8, "chunk": chunk, "signed": signed, "use_bias": use_bias, "calib": calib}
+    fast, beta = quant.tender_fake_quant(x, **kw)
+    codes = quant.tender_codes(x, **kw)
+    assert torch.equal(fast, codes.dequantize())
+    assert (beta is None) == (codes.bias is None) and (beta is None or torch.equal(beta, codes.bias))
+    assert torch.equal(x, planted(T=rows).float().abs() if not signed else planted(T=rows).float())  # input kept
+
+
+@pytest.mark.parametrize("rows", [256, 250])
+def test_the_per_chunk_add_back_is_the_repeated_rows_added(rows: int) -> None:
+    from workloads.accuracy.emulation import add_per_chunk
+
+    y = torch.randn(rows, 40)
+    corr = torch.randn(-(-rows // 64), 40)
+    expected = y + corr.repeat_interleave(64, dim=0)[:rows]
+    assert torch.equal(add_per_chunk(y.clone(), corr, 64), expected)

@@ -103,9 +103,18 @@ class QuantLinear(nn.Module):
         xq, beta = self.site.quantize(x)
         y = F.linear(xq, self.w_hat, self.linear.bias)
         if beta is not None:
-            corr = beta @ self.linear.weight.T  # [n_chunks, N], exact add-back with the FP weight
-            y = y + corr.repeat_interleave(self.site.spec.chunk, dim=0)[: y.shape[0]]
+            y = add_per_chunk(y, beta @ self.linear.weight.T, self.site.spec.chunk)  # exact add-back, FP weight
         return y.reshape(*shape[:-1], y.shape[-1])
+
+
+def add_per_chunk(y: torch.Tensor, corr: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``y`` [T, N] plus row chunk ``i``'s ``corr[i]`` [n, N] on each of its ``chunk`` rows (in place, broadcast
+    over a view when the chunks tile the rows: the same sums as adding the repeated rows, without building them)."""
+    rows = y.shape[0]
+    if rows % chunk == 0 and y.is_contiguous():
+        y.view(rows // chunk, chunk, -1).add_(corr[:, None, :])
+        return y
+    return y + corr.repeat_interleave(chunk, dim=0)[:rows]
 
 
 def linear_layers(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Linear]]:

@@ -116,10 +116,24 @@ def _calibrated(x: torch.Tensor, chunk: int, use_bias: bool, calib: ChunkStats) 
                       torch.cat([calib.cmax[:have], rt.cmax[have:]]))
 
 
-def tender_fake_quant(x: torch.Tensor, **kw: object) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Dequantised activation [T, C] and the per-chunk bias [n, C] (or None) to add back as beta W^T."""
-    codes = tender_codes(x, **kw)  # type: ignore[arg-type]
-    return codes.dequantize(), codes.bias
+def tender_fake_quant(x: torch.Tensor, *, bits: int, groups: int, chunk: int, signed: bool = True,
+                      use_bias: bool = True, calib: ChunkStats | None = None, rounding: str = "rup"
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Dequantised activation [T, C] and the per-chunk bias [n, C] (or None) to add back as beta W^T: the values of
+    ``tender_codes(...).dequantize()`` (the same operations on the same scales), computed in place on one buffer."""
+    T = x.shape[0]
+    xc = _chunks(x, chunk)
+    n = xc.shape[0]
+    stats = chunk_stats(x, chunk, use_bias) if calib is None else _calibrated(x, chunk, use_bias, calib)
+    z = xc - stats.bias[:, None, :] if stats.bias is not None else xc.clone()
+    cmax, tmax = (stats.cmax[:n], stats.tmax[:n]) if calib is not None else (stats.cmax, stats.tmax)
+    qmin, qmax = qrange(bits, signed)
+    group = assign_groups(cmax, tmax, groups, rounding)
+    s0 = tmax / (2.0 ** (groups - 1) * qmax)
+    s0 = torch.where(s0 > 0, s0, torch.ones_like(s0))
+    scale = (s0[:, None] * torch.pow(2.0, group.to(x.dtype)))[:, None, :]
+    z.div_(scale).round_().clamp_(qmin, qmax).mul_(scale)
+    return z.reshape(-1, z.shape[-1])[:T], stats.bias
 
 
 def symmetric_fake_quant(x: torch.Tensor, bits: int, dim: int | None, amax: torch.Tensor | None = None
