@@ -41,9 +41,10 @@ search: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
-# Development loop: every test except those that load the real proxy model (CI runs `make test`).
+# Development loop: every test except those that load the real proxy model or start servers, browsers, signals and
+# subprocess searches (CI runs `make test`, all of them).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not real_model" $(ARGS)
+	$(PY) -m pytest -q -m "not real_model and not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

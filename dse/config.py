@@ -7,6 +7,8 @@ rejected by Hydra/OmegaConf with the key's full path. Range and choice checks ru
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -633,11 +635,23 @@ def exit_on_group_syntax(argv: Sequence[str]) -> None:
 def compose_raw(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The config tree of ``conf/`` composed with these Hydra overrides, not yet validated (for code that edits
     nodes before :func:`to_config`; outside a Hydra app)."""
-    from hydra import compose, initialize_config_dir
-
     message = group_syntax_error(overrides)
     if message is not None:
         raise ConfigError(message)
+    return copy.deepcopy(_composed(tuple(overrides), conf_signature()))
+
+
+def conf_signature() -> tuple[tuple[str, int, int], ...]:
+    """Every file of ``conf/`` with its modification time and size: what a composition was made from."""
+    return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in CONF_DIR.rglob("*") if p.is_file()))
+
+
+@functools.lru_cache(maxsize=128)
+def _composed(overrides: tuple[str, ...], signature: tuple[tuple[str, int, int], ...]) -> DictConfig:
+    """One Hydra composition (about 0.17 s) per overrides and state of the conf tree in a process; callers get a
+    copy (10 ms), so an edited yaml file is composed afresh and no caller sees another's edits."""
+    from hydra import compose, initialize_config_dir
+
     register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))

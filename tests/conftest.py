@@ -9,6 +9,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two test processes share the cores: one compute thread each (torch,
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # MKL, and the subprocesses the tests start), set before
+        os.environ.setdefault(_var, "1")  # torch is first imported; measurements do not depend on it (MKL_CBWR STRICT)
+
 from dse.config import CONF_DIR, Config, register_schema, to_config
 from dse.config import compose_raw as config_tree
 

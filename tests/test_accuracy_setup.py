@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
     ("accuracy.model_path=/nonexistent/model.gguf", "accuracy.model_path"),
     ("accuracy.model_path={garbage}", "accuracy.model_path: cannot load"),
 ])
+@pytest.mark.slow
 def test_bad_accuracy_setup_is_one_line_and_no_study(tmp_path: Path, override: str, key: str) -> None:
     garbage = tmp_path / "garbage.gguf"
     garbage.write_bytes(b"GGUF" + bytes(range(256)) * 8)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
     ("bench_vectorised.py", ["--points", "2000", "--one-by-one", "20"], "speed-up x"),
     ("bench_exhaustive.py", ["system.space.scratchpad_kib.choices=[64]", "system.space.out_buf_kib.choices=[32]",
                              "system.space.clock_ghz.high=0.7", "--workers", "1,2"], "same front in every run: True"),
-    ("bench_results.py", ["--sizes", "30,60"], "SIGTERM->exit s"),
+    pytest.param("bench_results.py", ["--sizes", "30,60"], "SIGTERM->exit s", marks=pytest.mark.slow),
     ("bench_gp.py", ["accuracy.objective=none", "accuracy.max_ppl_increase=null", "--trials", "15", "--asks", "2",
                      "--samplers", "parego", "--quality", "15", "--seeds", "1"], "s per trial after 15 trials"),
     pytest.param("bench_fakequant.py", ["--seq-len", "128", "--repeats", "1"], "ratio to plain",

@@ -66,6 +66,7 @@ def test_unknown_keys_and_types_fail_at_composition(override: str) -> None:
         compose_raw([override])
 
 
+@pytest.mark.slow
 def test_cli_exits_nonzero_before_any_work(tmp_path: Path) -> None:
     for override, key in (("search.n_trials=-3", "search.n_trials"), ("search.foo=1", "search.foo"),
                           ("search.seed=-1", "search.seed")):
@@ -144,3 +145,20 @@ def test_accuracy_constraint_without_objective() -> None:
     assert list(problem.objectives) == ["latency_s"] and problem.constraints["ppl_increase"].max == 3.0
     problem = build_problem({"latency_s": "minimize"}, {}, {}, {}, lambda points: Observed(), "ppl", None)
     assert list(problem.objectives) == ["latency_s", "ppl"] and "ppl_increase" not in problem.constraints
+
+
+def test_compositions_are_reused_as_copies_and_an_edited_conf_tree_is_composed_afresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import dse.config as config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config.CONF_DIR, conf)
+    monkeypatch.setattr(config, "CONF_DIR", conf)
+    first = config.compose_raw(["system=systolic"])
+    first.search.seed = 12345  # a caller's edit stays its own
+    assert config.compose_raw(["system=systolic"]).search.seed != 12345
+    yaml = conf / "search" / "default.yaml"
+    yaml.write_text(yaml.read_text().replace("seed: 0", "seed: 7", 1))
+    assert config.compose_raw(["system=systolic"]).search.seed == 7

@@ -18,6 +18,9 @@ import pytest
 
 from dse.dashboard import storage_of
 
+pytestmark = pytest.mark.slow  # a browser / a served dashboard: make test, not make test-fast
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -37,6 +37,7 @@ def search(run: Path, n_trials: int, *extra: str) -> subprocess.CompletedProcess
                            f"hydra.run.dir={run}", *extra], capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_study_resumes(small_disk: Path) -> None:
     run = small_disk / "run"
     full = search(run, 400)

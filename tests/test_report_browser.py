@@ -15,6 +15,8 @@ from dse.report.browser import BrowserUnavailable, check_report, chromium_binari
 from dse.report.html import write_report
 from tests.conftest import compose_raw
 
+pytestmark = pytest.mark.slow  # a browser / a served dashboard: make test, not make test-fast
+
 
 @pytest.fixture(scope="module")
 def browser() -> None:

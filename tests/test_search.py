@@ -243,6 +243,7 @@ def test_exported_tender_designs_keep_their_mechanism(make_cfg: Callable[..., Co
         assert part["entry"]["bandwidth_gbps"]["source"] and "memory" not in system["hw"]
 
 
+@pytest.mark.slow
 def test_readme_search_command_smoke(tmp_path: Path) -> None:
     """The README's search command (`python -m dse`, here with few trials)."""
     proc = subprocess.run([sys.executable, "-m", "dse", "search.n_trials=12", "accuracy.windows=1",
@@ -253,6 +254,7 @@ def test_readme_search_command_smoke(tmp_path: Path) -> None:
         assert (tmp_path / name).exists(), name
 
 
+@pytest.mark.slow
 def test_multirun_jobs_sharing_a_storage_get_a_study_each(tmp_path: Path) -> None:
     journal = tmp_path / "shared.journal"
     proc = subprocess.run([sys.executable, "-m", "dse", "--multirun", "tech=45nm,7nm", "system=systolic",

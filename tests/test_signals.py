@@ -25,6 +25,7 @@ def completed_trials(journal: Path) -> int:
     return journal.read_text().count('"state":1')  # TrialState.COMPLETE in the journal's records
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_ends_the_run_cleanly(tmp_path: Path, signum: int, code: int) -> None:
     cmd = [sys.executable, "-m", "dse", "system=systolic", "model=smollm2_135m", "accuracy.objective=none",
@@ -51,6 +52,7 @@ def test_signal_ends_the_run_cleanly(tmp_path: Path, signum: int, code: int) -> 
     assert summary["n_trials"] == len(states) >= 20
 
 
+@pytest.mark.slow
 def test_a_search_killed_with_sigkill_resumes_without_running_trials(tmp_path: Path) -> None:
     """kill -9 mid-run: the resume fails the trial the dead worker left RUNNING; if the kill cut the
     journal's last record, the resume refuses it with a repair command, which then works."""
@@ -85,6 +87,7 @@ def _without_run_columns(path: Path) -> list[list[str]]:
     return [[v for i, v in enumerate(r) if i not in drop] for r in rows]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_an_interrupted_enumeration_writes_a_partial_front_and_resumes_to_the_exact_one(
         tmp_path: Path, signum: int, code: int) -> None:

@@ -159,6 +159,7 @@ def test_a_lease_that_is_not_renewed_is_taken_over(pg_url: str) -> None:
     live.close()
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # the test asks outside the loop
 def test_a_silent_worker_of_another_machine_is_failed_after_its_grace_period(
         make_cfg: Callable[..., Config], pg_url: str, tmp_path: Path) -> None:
@@ -184,6 +185,7 @@ def test_a_silent_worker_of_another_machine_is_failed_after_its_grace_period(
     lock.close()
 
 
+@pytest.mark.slow
 def test_database_that_goes_away_stops_the_workers_and_the_study_resumes(
         tmp_path: Path, postgres: Postgres) -> None:
     """A server of its own (this test stops it)."""
@@ -225,6 +227,7 @@ def test_database_that_goes_away_stops_the_workers_and_the_study_resumes(
 
 
 # -- the journal file on one machine ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_journal_workers_end_with_exactly_n_trials(tmp_path: Path) -> None:
     n_trials = 37
     proc = start_search(["search.progress=false", "system=systolic", "model=smollm2_135m", "accuracy.objective=none",
@@ -316,6 +319,7 @@ def test_cluster_launcher_config_composes_for_slurm() -> None:
     assert "submitit_launcher.SlurmLauncher" in proc.stdout and "cpus_per_task: 4" in proc.stdout
 
 
+@pytest.mark.slow
 def test_cluster_jobs_are_workers_of_one_study(pg_url: str, tmp_path: Path) -> None:
     """hydra/launcher=cluster_local: the SLURM set-up run by submitit's local executor (jobs as processes)."""
     proc = subprocess.run(
@@ -399,6 +403,7 @@ def test_the_ledger_counts_as_a_full_scan_does() -> None:
     assert ledger.look(trials)[0] == quota_used(trials) == Ledger().look(trials)[0]
 
 
+@pytest.mark.slow
 def test_when_every_worker_dies_the_parent_says_the_study_is_incomplete(tmp_path: Path) -> None:
     proc = start_search(["search.progress=false", "system=systolic", "model=smollm2_135m", "accuracy.objective=none",
                          "search.workers=2", "search.n_trials=1000000"], tmp_path / "run")
