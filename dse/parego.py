@@ -257,7 +257,8 @@ def propose(knobs: Sequence[Knob], done: Sequence[FrozenTrial], directions: Sequ
     cons = np.array([[t.constraints.get(k, 0.0) for k in names] for t in done], dtype=np.float64).reshape(
         len(done), len(names))
     finite = np.all(np.isfinite(values), 1)
-    cons = np.where(np.isfinite(cons), cons, np.nanmax(np.where(np.isfinite(cons), np.abs(cons), 0.0)) + 1.0)
+    if names:  # a non-finite constraint value: beyond every finite one
+        cons = np.where(np.isfinite(cons), cons, np.where(np.isfinite(cons), np.abs(cons), 0.0).max() + 1.0)
     viol = violation(cons) if names else np.zeros(len(done))
     viol = np.where(finite, viol, max(float(viol.max(initial=0.0)), 0.0) + 1.0)  # a non-finite value: infeasible
     feasible = finite & (viol <= 0)

@@ -116,6 +116,19 @@ def test_a_proposal_depends_on_the_seed_and_the_finished_trials_only() -> None:
     assert resumed.trials[9].params == first.trials[9].params
 
 
+def test_an_unconstrained_problem_and_a_maximised_objective() -> None:
+    def problem(trial: optuna.Trial) -> tuple[float, float]:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        n = trial.suggest_int("n", 1, 64, log=True)
+        return x, (1.0 - x) * math.log2(n)  # minimise x, maximise the second: the front has n = 64
+
+    study = optuna.create_study(directions=["minimize", "maximize"],
+                                sampler=ParEGOSampler(seed=0, n_startup_trials=6, n_candidates=256))
+    study.optimize(problem, n_trials=24)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert sum(t.params["n"] >= 32 for t in study.trials[6:]) >= 0.6 * 18
+
+
 def test_parego_is_a_shipped_sampler_of_the_config_tree() -> None:
     cfg = to_config(compose_raw(["search/sampler=parego", "search.sampler.n_candidates=64"]))
     sampler = make_sampler(cfg.search.sampler, 5, cfg.system.space)
