@@ -643,7 +643,8 @@ def compose_raw(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
 
 def conf_signature() -> tuple[tuple[str, int, int], ...]:
     """Every file of ``conf/`` with its modification time and size: what a composition was made from."""
-    return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in CONF_DIR.rglob("*") if p.is_file()))
+    stats = ((p, p.stat()) for p in CONF_DIR.rglob("*") if p.is_file())
+    return tuple(sorted((str(p), st.st_mtime_ns, st.st_size) for p, st in stats))
 
 
 @functools.lru_cache(maxsize=128)

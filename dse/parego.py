@@ -265,14 +265,15 @@ def propose(knobs: Sequence[Knob], done: Sequence[FrozenTrial], directions: Sequ
     x = encode(knobs, [t.params for t in done])
 
     seen = {tuple(t.params[k.name] for k in knobs) for t in done}
-    cands = _candidates(knobs, done, feasible, values, rng, n_candidates, n_neighbourhoods)
+    norm = normalised(values[feasible]) if feasible.any() else values[feasible]  # feasible objectives on [0, 1]
+    cands = _candidates(knobs, done, feasible, norm, rng, n_candidates, n_neighbourhoods)
     cands = [c for c in cands if tuple(c[k.name] for k in knobs) not in seen] or cands
     xc = encode(knobs, cands)
 
     score = np.zeros(len(cands))
     if feasible.sum() >= 2:
         weights = rng.dirichlet(np.ones(values.shape[1]))
-        f = tchebycheff(normalised(values[feasible]), weights)
+        f = tchebycheff(norm, weights)
         mu, sd = fit_gp(x[feasible], f).predict(xc)
         score += log_expected_improvement(mu, sd, float(f.min()))
     if not feasible.all() and len(set(np.sign(viol))) > 1:
@@ -281,7 +282,7 @@ def propose(knobs: Sequence[Knob], done: Sequence[FrozenTrial], directions: Sequ
     return cands[int(np.argmax(score))]
 
 
-def _candidates(knobs: Sequence[Knob], done: Sequence[FrozenTrial], feasible: np.ndarray, values: np.ndarray,
+def _candidates(knobs: Sequence[Knob], done: Sequence[FrozenTrial], feasible: np.ndarray, norm: np.ndarray,
                 rng: np.random.Generator, n: int, n_neighbourhoods: int) -> list[dict[str, Any]]:
     """A seeded uniform sample of the space, and every one-knob change of the best feasible trials (best: lowest
     sum of normalised objectives)."""
@@ -289,7 +290,7 @@ def _candidates(knobs: Sequence[Knob], done: Sequence[FrozenTrial], feasible: np
     out = [{k.name: columns[k.name][i] for k in knobs} for i in range(n)]
     idx = np.flatnonzero(feasible)
     if len(idx):
-        order = idx[np.argsort(normalised(values[idx]).sum(1), kind="stable")][:n_neighbourhoods]
+        order = idx[np.argsort(norm.sum(1), kind="stable")][:n_neighbourhoods]
         for i in order:
             base = {k.name: done[i].params[k.name] for k in knobs}
             for k in knobs:

@@ -80,14 +80,15 @@ def _chunks(x: torch.Tensor, chunk: int) -> torch.Tensor:
     return x.view(n, chunk, C)
 
 
-def tender_codes(x: torch.Tensor, *, bits: int, groups: int, chunk: int, signed: bool = True,
-                 use_bias: bool = True, calib: ChunkStats | None = None, rounding: str = "rup") -> TenderCodes:
-    """Tender's decomposition of a [T, C] activation (runtime statistics unless ``calib`` is given)."""
-    T = x.shape[0]
+def _rounded(x: torch.Tensor, *, bits: int, groups: int, chunk: int, signed: bool, use_bias: bool,
+             calib: ChunkStats | None, rounding: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                           ChunkStats]:
+    """Tender's decomposition shared by the codes and the fake quantiser: the integer codes [n, S, C] (a buffer of
+    their own), the scale per chunk and channel [n, 1, C], the groups [n, C], s_0 [n] and the statistics used."""
     xc = _chunks(x, chunk)
     n = xc.shape[0]
     stats = chunk_stats(x, chunk, use_bias) if calib is None else _calibrated(x, chunk, use_bias, calib)
-    z = xc - stats.bias[:, None, :] if stats.bias is not None else xc
+    z = xc - stats.bias[:, None, :] if stats.bias is not None else xc.clone()
     if calib is not None:  # channel maxima come from calibration; grouping is recomputed per G
         cmax, tmax = stats.cmax[:n], stats.tmax[:n]
     else:
@@ -96,9 +97,16 @@ def tender_codes(x: torch.Tensor, *, bits: int, groups: int, chunk: int, signed:
     group = assign_groups(cmax, tmax, groups, rounding)
     s0 = tmax / (2.0 ** (groups - 1) * qmax)
     s0 = torch.where(s0 > 0, s0, torch.ones_like(s0))
-    scale = s0[:, None] * torch.pow(2.0, group.to(x.dtype))
-    codes = torch.clamp(torch.round(z / scale[:, None, :]), qmin, qmax)
-    return TenderCodes(codes=codes, group=group, s0=s0, bias=stats.bias, rows=T)
+    scale = (s0[:, None] * torch.pow(2.0, group.to(x.dtype)))[:, None, :]
+    return z.div_(scale).round_().clamp_(qmin, qmax), scale, group, s0, stats
+
+
+def tender_codes(x: torch.Tensor, *, bits: int, groups: int, chunk: int, signed: bool = True,
+                 use_bias: bool = True, calib: ChunkStats | None = None, rounding: str = "rup") -> TenderCodes:
+    """Tender's decomposition of a [T, C] activation (runtime statistics unless ``calib`` is given)."""
+    codes, _scale, group, s0, stats = _rounded(x, bits=bits, groups=groups, chunk=chunk, signed=signed,
+                                               use_bias=use_bias, calib=calib, rounding=rounding)
+    return TenderCodes(codes=codes, group=group, s0=s0, bias=stats.bias, rows=x.shape[0])
 
 
 def _calibrated(x: torch.Tensor, chunk: int, use_bias: bool, calib: ChunkStats) -> ChunkStats:
@@ -120,20 +128,10 @@ def tender_fake_quant(x: torch.Tensor, *, bits: int, groups: int, chunk: int, si
                       use_bias: bool = True, calib: ChunkStats | None = None, rounding: str = "rup"
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Dequantised activation [T, C] and the per-chunk bias [n, C] (or None) to add back as beta W^T: the values of
-    ``tender_codes(...).dequantize()`` (the same operations on the same scales), computed in place on one buffer."""
-    T = x.shape[0]
-    xc = _chunks(x, chunk)
-    n = xc.shape[0]
-    stats = chunk_stats(x, chunk, use_bias) if calib is None else _calibrated(x, chunk, use_bias, calib)
-    z = xc - stats.bias[:, None, :] if stats.bias is not None else xc.clone()
-    cmax, tmax = (stats.cmax[:n], stats.tmax[:n]) if calib is not None else (stats.cmax, stats.tmax)
-    qmin, qmax = qrange(bits, signed)
-    group = assign_groups(cmax, tmax, groups, rounding)
-    s0 = tmax / (2.0 ** (groups - 1) * qmax)
-    s0 = torch.where(s0 > 0, s0, torch.ones_like(s0))
-    scale = (s0[:, None] * torch.pow(2.0, group.to(x.dtype)))[:, None, :]
-    z.div_(scale).round_().clamp_(qmin, qmax).mul_(scale)
-    return z.reshape(-1, z.shape[-1])[:T], stats.bias
+    ``tender_codes(...).dequantize()`` (the same scales), the codes rescaled in place in their own buffer."""
+    codes, scale, _group, _s0, stats = _rounded(x, bits=bits, groups=groups, chunk=chunk, signed=signed,
+                                                use_bias=use_bias, calib=calib, rounding=rounding)
+    return codes.mul_(scale).reshape(-1, codes.shape[-1])[: x.shape[0]], stats.bias
 
 
 def symmetric_fake_quant(x: torch.Tensor, bits: int, dim: int | None, amax: torch.Tensor | None = None
