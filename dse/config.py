@@ -534,6 +534,10 @@ class QuantConfig:
     quantize_weights: bool = True
     quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too
     outlier_ratio: float = 0.03  # olaccel: share of values kept at high precision per tensor / weight row
+    quantize_activations: bool = True  # false: weights only (to take a method's loss apart)
+    smooth_alpha: float = 0.85  # smoothquant: migration strength
+    act_scale: str = "per_token"  # smoothquant: per_token (dynamic) | per_tensor (static, calibrated)
+    sites: str = ""  # regular expression over site names (e.g. "mlp.down_proj"): only those quantised; "": all
 
     def __post_init__(self) -> None:
         self.to_spec()

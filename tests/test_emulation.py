@@ -114,12 +114,25 @@ def test_every_quantisation_method_keeps_shapes_and_restores_the_model(name: str
     model = Tiny(norm=True)
     x = torch.randn(1, 256, WIDTH) * torch.linspace(0.1, 8.0, WIDTH)  # channels of very different ranges
     weights = {k: v.clone() for k, v in model.state_dict().items()}
+    spec = QuantSpec(method=name, bits=4, groups=4, chunk=64)
     with torch.no_grad():
         plain = model(x)
-        with quantized(model, QuantSpec(method=name, bits=4, groups=4, chunk=64)):
+        calib = None
+        if quant_method(name).calibrate is not None:  # static parameters: a calibration pass on other data first
+            with quantized(model, spec, calibrating=True) as sites:
+                model(torch.randn(1, 256, WIDTH) * torch.linspace(0.1, 8.0, WIDTH))
+            calib = {n: site.calib for n, site in sites.items()}
+            assert all(c is not None for c in calib.values())
+        with quantized(model, spec, calib):
             quant = model(x)
     assert quant.shape == plain.shape and bool(torch.isfinite(quant).all())
     assert (name == "none") == bool(torch.equal(quant, plain))
     assert isinstance(model.layer.q_proj, nn.Linear)
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     assert quant_method(name).label(QuantSpec(method=name)).startswith(name)
+
+
+def test_a_static_method_without_its_calibration_says_so() -> None:
+    model = Tiny(norm=True)
+    with quantized(model, QuantSpec(method="ant", bits=4)), pytest.raises(ValueError, match="calibrat"):
+        model(torch.randn(1, 16, WIDTH))

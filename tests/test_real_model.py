@@ -175,6 +175,18 @@ def test_the_reference_options_on_the_real_model(oracle: AccuracyOracle) -> None
     assert static != runtime and dense < min(static, runtime) < max(static, runtime) < dense * 2
 
 
+def test_smoothquant_on_the_real_model(oracle: AccuracyOracle) -> None:
+    """SmoothQuant's smoothing alone (nothing quantised) is an exact rewrite of the real model; at INT8 its
+    per-token recipe keeps the proxy near dense where static per-tensor activations and plain per-tensor do not."""
+    dense = oracle.baseline().ppl
+    rewrite = oracle.measure(QuantSpec("smoothquant", quantize_weights=False, quantize_activations=False)).ppl
+    assert rewrite == pytest.approx(dense, rel=1e-4)
+    token = oracle.measure(QuantSpec("smoothquant", bits=8)).ppl
+    static = oracle.measure(QuantSpec("smoothquant", bits=8, act_scale="per_tensor")).ppl
+    tensor = oracle.measure(QuantSpec("per_tensor", bits=8)).ppl
+    assert dense < token < dense * 1.1 < static and token < tensor
+
+
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory: pytest.TempPathFactory) -> AccuracyOracle:
     """The second proxy (accuracy=gemma3_270m): reassembled from its four chunk wheels, 1 x 768 tokens (longer than

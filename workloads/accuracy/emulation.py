@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,23 +67,47 @@ class Held:
 
 @dataclass
 class Site:
-    """One quantised activation, shared by the linear layers that read it."""
+    """One quantised activation, shared by the linear layers that read it (``linears``). ``calib``: the method's
+    static parameters for this site (Tender's chunk statistics, ANT's type and clip, ...), or None (runtime).
+    ``calibrating``: the calibration pass (``calibrate_sites``): parameters are computed from the first input."""
 
     name: str
     use_bias: bool
     signed: bool
     spec: QuantSpec
-    calib: quant.ChunkStats | None = None
+    calib: Any = None
+    linears: list[nn.Linear] = field(default_factory=list, repr=False)
+    calibrating: bool = False
     _input: Held | None = field(default=None, repr=False)
     _value: tuple | None = field(default=None, repr=False)
+
+    @property
+    def method(self) -> QuantMethod:
+        return quant_method(self.spec.method)
+
+    @property
+    def passthrough(self) -> bool:
+        """Whether this pass runs the site as loaded (the calibration pass of a method calibrated unquantised)."""
+        return self.calibrating and not self.method.calibrate_quantized
 
     def quantize(self, x_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Quantised ``x_in`` as 2-D rows (and Tender's per-chunk bias), computed once per activation."""
         if self._value is not None and self._input is not None and self._input.matches(x_in):
             return self._value  # the other linear layers reading this activation (q/k/v, gate/up)
         x = x_in.reshape(-1, x_in.shape[-1])
-        activation = quant_method(self.spec.method).activation
-        value = activation(x, self.spec, self) if activation is not None else (x, None)
+        method = self.method
+        if self.calib is None and method.calibrate is not None:
+            if not self.calibrating:
+                raise ValueError(f"quant.method={self.spec.method} has static parameters: site {self.name} needs "
+                                 f"its calibration (emulation.calibrate_sites) first")
+            self.calib = method.calibrate(x, self.spec, self)
+        if self.passthrough:
+            value: tuple = (x, None)
+        else:
+            if method.transform is not None:
+                x = method.transform(x, self.spec, self)
+            quantise = method.activation is not None and self.spec.quantize_activations
+            value = method.activation(x, self.spec, self) if quantise else (x, None)  # type: ignore[misc]
         self._input, self._value = Held.of(x_in), value
         return value
 
@@ -90,18 +116,28 @@ class Site:
 
 
 class QuantLinear(nn.Module):
-    """``y = Q(x) W_q^T + b (+ beta W^T per chunk)`` around an existing linear layer."""
+    """``y = Q(x) W_q^T + b (+ beta W^T per chunk)`` around an existing linear layer; ``W_q`` is computed on the
+    first forward (a method's weight may depend on its site's calibrated parameters) and kept."""
 
-    def __init__(self, linear: nn.Linear, site: Site, w_hat: torch.Tensor) -> None:
+    def __init__(self, linear: nn.Linear, site: Site) -> None:
         super().__init__()
         self.linear = linear
         self.site = site
-        self.w_hat = w_hat
+        self.w_hat: torch.Tensor | None = None
+
+    def weight(self) -> torch.Tensor:
+        if self.site.passthrough:
+            return self.linear.weight
+        if self.w_hat is None:
+            spec, method = self.site.spec, self.site.method
+            use = method.weight is not None and (spec.quantize_weights or method.transform is not None)
+            self.w_hat = method.weight(self.linear.weight.data, spec, self.site) if use else self.linear.weight
+        return self.w_hat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         xq, beta = self.site.quantize(x)
-        y = F.linear(xq, self.w_hat, self.linear.bias)
+        y = F.linear(xq, self.weight(), self.linear.bias)
         if beta is not None:
             y = add_per_chunk(y, beta @ self.linear.weight.T, self.site.spec.chunk)  # exact add-back, FP weight
         return y.reshape(*shape[:-1], y.shape[-1])
@@ -201,10 +237,12 @@ def collect_attention_calibration(model: nn.Module, windows: torch.Tensor, devic
 
 
 @contextlib.contextmanager
-def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkStats] | None = None,
-              attn_calib: dict[int, AttentionStats] | None = None) -> Iterator[dict[str, Site]]:
-    """Wrap every linear layer for the duration of the block; the model is restored afterwards. ``attn_calib``
-    (Tender (all) in calibrated mode): the static K and V statistics per layer."""
+def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, Any] | None = None,
+              attn_calib: dict[int, AttentionStats] | None = None, calibrating: bool = False
+              ) -> Iterator[dict[str, Site]]:
+    """Wrap every linear layer for the duration of the block; the model is restored afterwards. ``calib``: the
+    method's static parameters per site; ``attn_calib`` (Tender (all) in calibrated mode): the static K and V
+    statistics per layer; ``calibrating``: the pass that computes the parameters (``calibrate_sites``)."""
     method = quant_method(spec.method)
     if method.activation is None:  # the model as loaded
         yield {}
@@ -214,11 +252,14 @@ def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkSta
     try:
         for full, parent, child, lin in linear_layers(model):
             name = site_name(full, child)
+            if spec.sites and not re.search(spec.sites, name):
+                continue  # quant.sites: this site stays as loaded
             if name not in sites:
                 sites[name] = Site(name, use_bias=child not in NO_BIAS, signed=child not in UNSIGNED, spec=spec,
-                                   calib=(calib or {}).get(name) if method.needs_calibration(spec) else None)
-            w_hat = method.weight(lin.weight.data, spec) if spec.quantize_weights and method.weight else lin.weight
-            setattr(parent, child, QuantLinear(lin, sites[name], w_hat))
+                                   calib=(calib or {}).get(name) if method.needs_calibration(spec) else None,
+                                   calibrating=calibrating)
+            sites[name].linears.append(lin)
+            setattr(parent, child, QuantLinear(lin, sites[name]))
             swapped.append((parent, child, lin))
         if spec.quantize_attention:
             from transformers import AttentionInterface
@@ -240,6 +281,16 @@ def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, quant.ChunkSta
                     if hasattr(m, attr):
                         delattr(m, attr)
             model.set_attn_implementation(previous)  # type: ignore[operator]
+
+
+@torch.no_grad()
+def calibrate_sites(model: nn.Module, spec: QuantSpec, windows: torch.Tensor, device: torch.device) -> dict[str, Any]:
+    """A method's static parameters per site (``QuantMethod.calibrate``), from one pass of the calibration windows
+    as one batch: every site computes its parameters from all the calibration tokens it sees (the artifacts'
+    "first batch"), quantising from then on if the method calibrates quantised."""
+    with quantized(model, spec, calibrating=True) as sites:
+        model.model(input_ids=windows.to(device), use_cache=False)  # type: ignore[attr-defined]
+    return {name: site.calib for name, site in sites.items() if site.calib is not None}
 
 
 @torch.no_grad()

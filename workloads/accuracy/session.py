@@ -27,6 +27,7 @@ from tqdm import tqdm
 from workloads.accuracy import kernels
 from workloads.accuracy.emulation import (
     AttentionStats,
+    calibrate_sites,
     collect_attention_calibration,
     collect_calibration,
     quant_method,
@@ -127,6 +128,7 @@ class ProxySession:
         self._loaded: tuple[LoadedModel, Windows, int | None] | None = None
         self._calib_ids: torch.Tensor | None = None
         self._calib: dict[int, dict[str, ChunkStats]] = {}
+        self._site_calib: dict[tuple, dict[str, Any]] = {}
         self._attn_calib: dict[int, AttentionStats] | None = None
         self._skew: dict[int, Skew] | None = None
         self._rounding: dict[QuantSpec, RoundingChoice] = {}
@@ -237,6 +239,22 @@ class ProxySession:
                                                      self.model.device)
         return self._calib[chunk]
 
+    def site_calibration(self, quant: QuantSpec) -> dict[str, Any]:
+        """A method's static parameters per site from the calibration windows (``emulation.calibrate_sites``),
+        once per method and the fields it reads."""
+        key = tuple(sorted(quant_method(quant.method).key_fields(quant).items()))
+        if key not in self._site_calib:
+            self._site_calib[key] = calibrate_sites(self.model.model, quant, self.calibration_windows(),
+                                                    self.model.device)
+        return self._site_calib[key]
+
+    def method_calibration(self, quant: QuantSpec) -> dict[str, Any] | None:
+        """What ``quant``'s method reads from the calibration text (None: nothing)."""
+        method = quant_method(quant.method)
+        if not method.needs_calibration(quant):
+            return None
+        return self.site_calibration(quant) if method.calibrate is not None else self.chunk_calibration(quant.chunk)
+
     def attention_calibration(self) -> dict[int, AttentionStats]:
         """Tender (all)'s static K and V statistics from the calibration text (once)."""
         if self._attn_calib is None:
@@ -250,11 +268,11 @@ class ProxySession:
             self._skew = calibrate_skew(self.model.model, self.calibration_windows(), self.model.device)
         return self._skew
 
-    def resolve_rounding(self, quant: QuantSpec, calib: dict[str, ChunkStats] | None,
+    def resolve_rounding(self, quant: QuantSpec, calib: dict[str, Any] | None,
                          attn_calib: dict[int, AttentionStats] | None) -> tuple[QuantSpec, RoundingChoice | None]:
         """``quant.rounding=auto`` (it survives only in calibrated mode): rup or rdn, whichever gives the lower NLL on
         one calibration window, one global choice (the reference, tender.md 4); memoised per quantisation."""
-        if quant.rounding != "auto":
+        if quant.rounding != "auto" or "rounding" not in quant_method(quant.method).reads:
             return quant, None
         memo = dataclasses.replace(quant, rounding="rup")
         if memo not in self._rounding:
@@ -274,10 +292,8 @@ class ProxySession:
         """Perplexity under quantisation ``quant`` and KV selection ``kv`` (None or an inactive spec: the model's own
         attention), with what the selection kept and the rounding chosen."""
         lm, windows, _ = self.loaded()
-        calib = attn_calib = None
-        if quant_method(quant.method).needs_calibration(quant):
-            calib = self.chunk_calibration(quant.chunk)
-            attn_calib = self.attention_calibration() if quant.quantize_attention else None
+        calib = self.method_calibration(quant)
+        attn_calib = self.attention_calibration() if calib is not None and quant.quantize_attention else None
         quant, rounding = self.resolve_rounding(quant, calib, attn_calib)
         desc = label(quant, kv)
         selector = None

@@ -11,6 +11,7 @@ listed without importing them).
 from __future__ import annotations
 
 import pkgutil
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from workloads.accuracy.proxy import Packaged
 
 QUANT_MODES = ("runtime", "calibrated")
+ACT_SCALES = ("per_token", "per_tensor")  # SmoothQuant's activation scale: dynamic per token, static per tensor
 ROUNDINGS = ("rup", "rdn", "auto")  # auto: calibrated mode picks rup or rdn by NLL (the reference); runtime: rup
 EVICTIONS = ("counter", "lru", "fifo")
 #: InfiniGen's speculation input for layer l: layer l-1's normed attention input (the reference), the residual
@@ -64,6 +66,10 @@ class QuantSpec:
     quantize_weights: bool = True
     quantize_attention: bool = False  # Tender (all): QK^T and PV quantised too (runtime statistics)
     outlier_ratio: float = 0.03  # olaccel: share of each activation tensor (and weight row) kept at high precision
+    quantize_activations: bool = True  # false: weights only (W-b/A-float, to take a method's loss apart)
+    smooth_alpha: float = 0.85  # smoothquant: migration strength (0.85 Llama-2-7B/13B, 0.5 OPT; sq README)
+    act_scale: str = "per_token"  # smoothquant: per_token (dynamic) | per_tensor (static, from calibration)
+    sites: str = ""  # a regular expression: only the sites whose names it matches are quantised ("": all)
 
     def __post_init__(self) -> None:
         if self.quantize_attention and self.method != "tender":
@@ -76,6 +82,13 @@ class QuantSpec:
         require_choice("quant.rounding", self.rounding, ROUNDINGS)
         if self.rounding == "auto" and self.mode == "runtime":  # the reference's runtime mode is always rup
             object.__setattr__(self, "rounding", "rup")
+        require_choice("quant.act_scale", self.act_scale, ACT_SCALES)
+        try:
+            re.compile(self.sites)
+        except re.error as exc:
+            raise ValueError(f"quant.sites must be a regular expression, got {self.sites!r}: {exc}") from None
+        if not 0 <= self.smooth_alpha <= 1:
+            raise ValueError(f"quant.smooth_alpha must be in [0, 1], got {self.smooth_alpha}")
         if not 0 <= self.outlier_ratio < 0.5:
             raise ValueError(f"quant.outlier_ratio must be in [0, 0.5), got {self.outlier_ratio}")
 

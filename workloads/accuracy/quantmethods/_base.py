@@ -1,11 +1,11 @@
 """What a quantisation method is: how it quantises an activation and a weight, which ``QuantSpec`` fields it
-reads (they, and nothing else, enter the measurement's key), whether it reads the calibration text, and its label
-(shared by the method modules)."""
+reads (they, and nothing else, enter the measurement's key), whether and how it reads the calibration text, and
+its label (shared by the method modules)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,12 +18,22 @@ if TYPE_CHECKING:
 #: (activation rows [T, C], the spec, the site it is read at) -> (fake-quantised rows, per-chunk bias [n, C] to add
 #: back as beta W^T with the unquantised weight, or None)
 Activation = Callable[[torch.Tensor, QuantSpec, "Site"], tuple[torch.Tensor, torch.Tensor | None]]
-#: (weight [N, K], the spec) -> the fake-quantised weight
-Weight = Callable[[torch.Tensor, QuantSpec], torch.Tensor]
+#: (weight [N, K], the spec, the site whose activation it multiplies) -> the fake-quantised weight
+Weight = Callable[[torch.Tensor, QuantSpec, "Site"], torch.Tensor]
+#: (activation rows [T, C], the spec, the site) -> rows: an exact rewrite applied before the quantiser whether or not
+#: activations are quantised (SmoothQuant's division by the smoothing factors, folded into the weights)
+Transform = Callable[[torch.Tensor, QuantSpec, "Site"], torch.Tensor]
+#: (the calibration batch's rows at a site [T, C], the spec, the site) -> the site's static parameters
+Calibrate = Callable[[torch.Tensor, QuantSpec, "Site"], Any]
 
 
 def _never(spec: QuantSpec) -> bool:
     return False
+
+
+def always(spec: QuantSpec) -> bool:
+    """``needs_calibration`` of a method whose parameters are all static (calibrated)."""
+    return True
 
 
 def bits_label(spec: QuantSpec) -> str:
@@ -34,17 +44,52 @@ def bits_label(spec: QuantSpec) -> str:
 class QuantMethod:
     """A quantisation method of the emulation.
 
-    ``activation`` is None for a method that runs the model as loaded (nothing is wrapped). ``weight`` applies
-    when ``quant.quantize_weights``. ``reads``: the ``QuantSpec`` fields besides ``method`` that change what the
-    method computes. ``needs_calibration``: whether a spec reads statistics of the calibration text (then the
-    measurement depends on that text, and ``quant.rounding=auto`` chooses its rounding on it)."""
+    ``activation`` is None for a method that runs the model as loaded (nothing is wrapped); it applies when
+    ``quant.quantize_activations``. ``weight`` applies when ``quant.quantize_weights`` (and always for a method
+    with a ``transform``, whose weight folds it in, quantised or not). ``reads``: the ``QuantSpec`` fields besides
+    ``method`` that change what the method computes. ``needs_calibration``: whether a spec reads
+    statistics of the calibration text (then the measurement depends on that text).
+
+    ``calibrate``: a method with static per-site parameters (ANT, OliVe, SmoothQuant) computes them from the
+    calibration batch at each site (``emulation.calibrate_sites``); ``calibrate_quantized``: whether the sites
+    already calibrated quantise during that pass (the ANT/OliVe artifacts initialise each quantiser on the first
+    batch it sees, behind the quantised layers before it), or the pass runs the model as loaded (SmoothQuant's
+    activation scales come from the unquantised model). Methods without ``calibrate`` that need calibration
+    (Tender) read per-chunk statistics (``emulation.collect_calibration``)."""
 
     activation: Activation | None
     weight: Weight | None = None
     reads: tuple[str, ...] = ()
     needs_calibration: Callable[[QuantSpec], bool] = _never
     label: Callable[[QuantSpec], str] = bits_label
+    transform: Transform | None = None
+    calibrate: Calibrate | None = None
+    calibrate_quantized: bool = True
 
     def key_fields(self, spec: QuantSpec) -> dict[str, Any]:
-        """What identifies this spec's measurement: the method and the fields it reads."""
-        return {"method": spec.method, **{name: getattr(spec, name) for name in self.reads}}
+        """What identifies this spec's measurement: the method and the fields it reads (and, for a method that
+        quantises, which of activations and weights it quantises)."""
+        fields = {"method": spec.method, **{name: getattr(spec, name) for name in self.reads}}
+        if self.activation is not None:
+            fields["quantize_activations"] = spec.quantize_activations
+            fields["quantize_weights"] = spec.quantize_weights
+            if spec.sites:
+                fields["sites"] = spec.sites
+        return fields
+
+
+
+@dataclass
+class Static:
+    """A site's static parameters (ANT, OliVe): the activation's, from the calibration batch, and each of its
+    weights' (searched once, on first use, and kept with the calibration: later measurements of the same
+    calibration reuse them), keyed by the weight's storage."""
+
+    activation: Any
+    weights: dict[int, Any] = field(default_factory=dict, repr=False)
+
+    def weight(self, w: torch.Tensor, choose: Callable[[torch.Tensor], Any]) -> Any:
+        key = w.data_ptr()
+        if key not in self.weights:
+            self.weights[key] = choose(w)
+        return self.weights[key]

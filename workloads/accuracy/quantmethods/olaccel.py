@@ -15,7 +15,7 @@ def _activation(x: torch.Tensor, spec: QuantSpec, site: object) -> tuple[torch.T
     return quant.outlier_fake_quant(x, spec.bits, spec.outlier_ratio), None
 
 
-def _weight(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+def _weight(w: torch.Tensor, spec: QuantSpec, site: object) -> torch.Tensor:
     return quant.outlier_fake_quant(w, spec.bits, spec.outlier_ratio, dim=-1)
 
 

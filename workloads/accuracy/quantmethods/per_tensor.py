@@ -13,7 +13,7 @@ def _activation(x: torch.Tensor, spec: QuantSpec, site: object) -> tuple[torch.T
     return quant.symmetric_fake_quant(x, spec.bits, None), None
 
 
-def per_channel_weight(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+def per_channel_weight(w: torch.Tensor, spec: QuantSpec, site: object = None) -> torch.Tensor:
     """Per-output-channel symmetric max-abs quantisation at the spec's width (every method but OLAccel)."""
     return quant.weight_fake_quant(w, spec.bits)
 

@@ -1,0 +1,45 @@
+"""The quantisation studies' tables from synthetic rows (the measurements themselves are the real-model tests')."""
+
+from __future__ import annotations
+
+from dse.studies import int4_parts, quant_baselines
+
+
+def _rows() -> list[dict]:
+    rows = [{"proxy": "p", "scheme": "dense", "column": "dense", "bits": 16, "ppl": 10.0, "ppl_increase": 0.0,
+             "tokens": "1 x 8", "settings": ""}]
+    ppl = {"Tender": 11.0, "OliVe": 12.0, "ANT": 30.0, "per-tensor": 5.0}
+    for i, scheme in enumerate(quant_baselines.SCHEMES):
+        for k, (column, bits, _extra) in enumerate(quant_baselines.COLUMNS):
+            p = ppl.get(scheme.label, 20.0 + i) * 10 ** k
+            rows.append({"proxy": "p", "scheme": scheme.label, "column": column, "bits": bits, "ppl": p,
+                         "ppl_increase": p - 10, "tokens": "1 x 8", "settings": ""})
+    return rows
+
+
+def test_ranks_only_the_outlier_aware_schemes() -> None:
+    place = quant_baselines.ranks(_rows())
+    assert place["p", "Tender", "INT8"] == 1 and place["p", "OliVe", "INT4"] == 2
+    assert ("p", "per-tensor", "INT8") not in place  # a reference, better than all but not ranked
+    ranked = [s for s in quant_baselines.SCHEMES if s.ranked]
+    assert sorted(v for (_, _, c), v in place.items() if c == "INT4") == list(range(1, len(ranked) + 1))
+
+
+def test_table_has_a_row_per_scheme() -> None:
+    md = quant_baselines.markdown(_rows())
+    assert "### p (dense ppl 10.000, 1 x 8 tokens)" in md
+    assert md.count("\n| ") == len(quant_baselines.SCHEMES) + 1
+    assert "| Tender | 11.00 | 1.00 | 1 | 110.00 | 100.00 | 1 | 1100.00 | 1090.00 | 1 |" in md
+
+
+def test_parts_table() -> None:
+    rows = []
+    for scheme in ("per-tensor", "Tender G8 runtime"):
+        for i, operands in enumerate(int4_parts.OPERANDS):
+            rows.append({"proxy": "p", "part": "operands", "scheme": scheme, "setting": operands, "bits": 4,
+                         "ppl": 11.0 + i, "ppl_increase": 1.0 + i, "dense_ppl": 10.0})
+    rows.append({"proxy": "p", "part": "layer", "scheme": "Tender G8 runtime", "setting": "layer 0", "bits": 4,
+                 "ppl": 12.5, "ppl_increase": 2.5, "dense_ppl": 10.0})
+    md = int4_parts.markdown(rows)
+    assert "| Tender G8 runtime | 1.00 | 2.00 | 3.00 |" in md
+    assert "| layer 0 | Tender G8 runtime INT4 | 2.50 |" in md
