@@ -20,7 +20,10 @@ from workloads.accuracy.specs import KVSpec, QuantSpec, quant_method_names
 
 QUANT = QuantSpec("tender", bits=4, groups=8, chunk=256, mode="calibrated", rounding="rup")
 QUANT_VARIANTS = {"method": "per_token", "bits": 8, "groups": 4, "chunk": 64, "mode": "runtime", "rounding": "rdn",
-                  "quantize_weights": False, "quantize_attention": True}
+                  "quantize_weights": False, "quantize_attention": True, "quantize_activations": False,
+                  "smooth_alpha": 0.5, "act_scale": "per_tensor", "sites": "down_proj"}
+#: what every method that quantises reads besides its own fields (``QuantMethod.key_fields``)
+QUANTISING = {"quantize_weights", "quantize_activations", "sites"}
 KV = KVSpec("infinigen", budget=0.2, alpha=4.0, partial_ratio=0.2, pool_size=1.0, eviction="counter", dense_layers=2)
 KV_VARIANTS = {"method": "h2o", "budget": 0.3, "alpha": 6.0, "partial_ratio": 0.3, "pool_size": 0.5,
                "eviction": "lru", "dense_layers": 1, "spec_input": "prev", "skew_per": "query_head",
@@ -54,7 +57,8 @@ def test_the_fields_a_method_reads_and_only_those_change_its_key(oracle: Accurac
         if name == "method" or (name == "quantize_attention" and method != "tender"):
             continue
         changed = oracle.key(dataclasses.replace(base_spec, **{name: value}))
-        if name in quant_method(method).reads:
+        m = quant_method(method)
+        if name in m.reads or (m.activation is not None and name in QUANTISING):
             assert changed != base, f"{method}: {name} does not reach the key"
         else:
             assert changed == base, f"{method}: {name} is not read, yet changes the key"

@@ -43,3 +43,14 @@ def test_parts_table() -> None:
     md = int4_parts.markdown(rows)
     assert "| Tender G8 runtime | 1.00 | 2.00 | 3.00 |" in md
     assert "| layer 0 | Tender G8 runtime INT4 | 2.50 |" in md
+
+
+def test_write_table_writes_csv_and_markdown(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    rows = _rows()
+    quant_baselines.write_table(tmp_path, "t", rows, quant_baselines.markdown(rows))
+    with (tmp_path / "t.csv").open() as f:
+        back = list(csv.DictReader(f))
+    assert len(back) == len(rows) and back[1]["scheme"] == rows[1]["scheme"]
+    assert (tmp_path / "t.md").read_text().startswith("### p")

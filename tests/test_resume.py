@@ -21,7 +21,7 @@ KV_VARIANTS = {"spec_input": "prev", "skew_per": "query_head", "column_rule": "u
                "count_rule": "per_head", "eviction": "lru"}
 #: the joint system reads the CPU pool and the cache compression from kv.* too (the offloading family sets them)
 JOINT_KV_VARIANTS = {"pool_size": 0.5, "cache_bits": 8, "cache_group": 32}
-QUANT_VARIANTS = {"rounding": "rdn", "quantize_weights": "false"}
+QUANT_VARIANTS = {"rounding": "rdn", "quantize_weights": "false", "quantize_activations": "false"}
 
 SYSTEMS = {"tender": ["system=tender", "model=opt_6_7b"], "infinigen": ["system=infinigen", "model=opt_13b"],
            "tender_infinigen": ["system=tender_infinigen", "model=opt_6_7b"]}

@@ -12,9 +12,10 @@ default (no OPT-family model is loaded here).
 (Matching Tender INT4 at each model's published G instead was tried and is degenerate on this proxy: Tender
 INT4 with G = 14-20 reaches ppl 268 against 23.1 dense, worse than OLAccel at any ratio on the grid.)
 
-ANT's 8-bit share and OliVe's fallback share are not measured: their number formats (ANT's flint, OliVe's
-abfloat outlier-victim pairs) are not specified in the project's reference material, so a faithful
-emulation is not possible here; every row keeps the value calibrated on the OPT rows (outputs say so).
+ANT's 8-bit share and OliVe's fallback share are not measured yet: both formats are emulated now
+(``quant.method=ant|olive``, uniform 4 or 8 bits), but an iso-accuracy share needs the per-layer mixed
+precision (ANT's MSE-ranked 8-bit layers, quant-baselines.md 1.4), which the emulation does not have; every row
+keeps the value calibrated on the OPT rows (outputs say so).
 """
 
 from __future__ import annotations

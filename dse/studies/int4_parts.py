@@ -21,7 +21,6 @@ Writes ``int4_parts.csv`` and ``int4_parts.md`` in ``--out``.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import logging
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dse.config import ConfigError, compose_raw, to_config
+from dse.studies.quant_baselines import write_table
 
 log = logging.getLogger("dse.studies.int4_parts")
 
@@ -158,14 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "int4_parts.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (args.out / "int4_parts.md").write_text(markdown(rows))
-    print(markdown(rows))
-    print(f"wrote {args.out / 'int4_parts.csv'} and int4_parts.md")
+    write_table(args.out, "int4_parts", rows, markdown(rows))
     return 0
 
 

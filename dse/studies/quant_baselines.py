@@ -134,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_table(out: Path, stem: str, rows: list[dict[str, Any]], md: str) -> None:
+    """``<stem>.csv`` (the rows) and ``<stem>.md`` (the table) in ``out``; the table printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / f"{stem}.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / f"{stem}.md").write_text(md)
+    print(md)
+    print(f"wrote {out / stem}.csv and {stem}.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
@@ -142,14 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "quant_baselines.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (args.out / "quant_baselines.md").write_text(markdown(rows))
-    print(markdown(rows))
-    print(f"wrote {args.out / 'quant_baselines.csv'} and quant_baselines.md")
+    write_table(args.out, "quant_baselines", rows, markdown(rows))
     return 0
 
 

@@ -1,8 +1,9 @@
 """One proxy model, measured: the accuracy side's front door (``ProxySession.measure(QuantSpec, KVSpec) -> Measured``).
 
 A session owns everything between a specification and its perplexity: locating and loading the proxy (once), the
-evaluation and calibration windows (tokenised once), the calibration statistics a method needs (Tender's chunk
-statistics per chunk size, Tender (all)'s attention statistics, InfiniGen's skewing matrices; each once), the
+evaluation and calibration windows (tokenised once), the calibration statistics a method needs (a static method's
+per-site parameters, Tender's chunk statistics per chunk size, Tender (all)'s attention statistics, InfiniGen's
+skewing matrices; each once), the
 rounding choice of ``quant.rounding=auto``, the run itself (the quantisation method wrapped around the linear
 layers, the KV method around attention, perplexity over the windows), and what identifies a measurement: the
 content hashes of model and texts, the window set-up, the dtype, the fields each method reads, and a fingerprint of
