@@ -24,11 +24,10 @@ import argparse
 import dataclasses
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from dse.config import ConfigError, compose_raw, to_config
-from dse.studies.quant_baselines import write_table
+from dse.studies.quant_baselines import num, proxies_parser, write_table
 
 log = logging.getLogger("dse.studies.int4_parts")
 
@@ -121,32 +120,23 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         for scheme in dict.fromkeys(r["scheme"] for r in mine if r["part"] == "operands"):
             cells = [next(r for r in mine if r["part"] == "operands" and r["scheme"] == scheme
                           and r["setting"] == o) for o in OPERANDS]
-            lines.append(f"| {scheme} | " + " | ".join(_num(c["ppl_increase"]) for c in cells) + " |")
+            lines.append(f"| {scheme} | " + " | ".join(num(c["ppl_increase"]) for c in cells) + " |")
         for part in ("site kind", "layer", "calibrated INT8"):
             if not any(r["part"] == part for r in mine):
                 continue
             lines += ["", f"| {part} | scheme | +ppl |", "|---|---|---:|"]
-            lines += [f"| {r['setting']} | {r['scheme']} INT{r['bits']} | {_num(r['ppl_increase'])} |"
+            lines += [f"| {r['setting']} | {r['scheme']} INT{r['bits']} | {num(r['ppl_increase'])} |"
                       for r in mine if r["part"] == part]
         lines.append("")
     return "\n".join(lines)
 
 
-def _num(v: float) -> str:
-    return f"{v:.3g}" if abs(v) >= 1e4 else f"{v:.2f}"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line (also what the docs' command test parses every documented command with)."""
-    parser = argparse.ArgumentParser(prog="python -m dse.studies.int4_parts", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--proxies", nargs="+", default=["default", "gemma3_270m"],
-                        help="files of conf/accuracy/ (default: SmolLM2-135M, Gemma-3-270M)")
+    parser = proxies_parser("dse.studies.int4_parts", __doc__, "outputs/int4_parts", "accuracy.*, quant.chunk")
     parser.add_argument("--groups", type=int, default=8, help="Tender's G for the places and the INT8 part")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="operands (W/A split), places (site kinds, layers), int8 (calibrated INT8)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/int4_parts"))
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (accuracy.*, quant.chunk)")
     return parser
 
 

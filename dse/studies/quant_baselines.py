@@ -113,25 +113,32 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             cells = [scheme.label]
             for column, _bits, _extra in COLUMNS:
                 r = next(r for r in mine if r["scheme"] == scheme.label and r["column"] == column)
-                cells += [_num(r["ppl"]), _num(r["ppl_increase"]), str(place.get((proxy, scheme.label, column), "-"))]
+                cells += [num(r["ppl"]), num(r["ppl_increase"]), str(place.get((proxy, scheme.label, column), "-"))]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def _num(v: float) -> str:
+def num(v: float) -> str:
+    """A perplexity for a table: two decimals, or three significant digits from 10^4 on."""
     return f"{v:.3g}" if abs(v) >= 1e4 else f"{v:.2f}"
+
+
+def proxies_parser(module: str, doc: str | None, out: str, overrides: str) -> argparse.ArgumentParser:
+    """A proxy study's command line: ``--proxies`` (files of conf/accuracy/), ``--out`` and Hydra overrides."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--proxies", nargs="+", default=["default", "gemma3_270m"],
+                        help="files of conf/accuracy/ (default: SmolLM2-135M, Gemma-3-270M)")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("overrides", nargs="*", help=f"Hydra overrides ({overrides})")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (also what the docs' command test parses every documented command with)."""
-    parser = argparse.ArgumentParser(prog="python -m dse.studies.quant_baselines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--proxies", nargs="+", default=["default", "gemma3_270m"],
-                        help="files of conf/accuracy/ (default: SmolLM2-135M, Gemma-3-270M)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/quant_baselines"))
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (accuracy.*, quant.* such as quant.groups)")
-    return parser
+    return proxies_parser("dse.studies.quant_baselines", __doc__, "outputs/quant_baselines",
+                          "accuracy.*, quant.* such as quant.groups")
 
 
 def write_table(out: Path, stem: str, rows: list[dict[str, Any]], md: str) -> None:
