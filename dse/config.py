@@ -20,7 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cost_models.tech import Tech
 from workloads import ModelShape, WorkloadSpec
-from workloads.accuracy.specs import KVSpec, QuantSpec, is_hf, kv_method_names
+from workloads.accuracy.specs import KVSpec, QuantSpec, is_hf, kv_method_names, quant_method_names
 
 if TYPE_CHECKING:
     from workloads.accuracy.proxy import Packaged
@@ -305,12 +305,14 @@ class SystemConfig:
     """One explored system: its cost-model ``family`` (a module of ``dse/systems/``), the complete
     hardware (``hw``), the searched ``space``, ``objectives``, ``constraints`` and the ``mechanism``
     parameters of its scheme (each with a source). ``kv_method``: the KV selection the accuracy
-    emulation runs for it (a module of ``workloads/accuracy/kvmethods/``; null: none is emulated)."""
+    emulation runs for it (a module of ``workloads/accuracy/kvmethods/``; null: none is emulated);
+    ``quant_method``: the quantisation it runs (a module of ``workloads/accuracy/quantmethods/``; null: none)."""
 
     name: str = MISSING
     family: str = MISSING
     description: str = ""
     kv_method: Optional[str] = None
+    quant_method: Optional[str] = None
     hw: Dict[str, Any] = field(default_factory=dict)
     space: Dict[str, ParamSpec] = field(default_factory=dict)
     objectives: Dict[str, str] = field(default_factory=dict)
@@ -331,6 +333,8 @@ class SystemConfig:
                           for metric, value in self.reference.items()}
         if self.kv_method is not None:
             _choice(self.kv_method, "system.kv_method", kv_method_names())
+        if self.quant_method is not None:
+            _choice(self.quant_method, "system.quant_method", quant_method_names())
         for key, q in self.mechanism.items():
             _require(bool(str(q.source).strip()), f"system.mechanism.{key}.source", "every parameter needs a source")
             validate_range(f"system.mechanism.{key}", q)
@@ -538,6 +542,7 @@ class QuantConfig:
     smooth_alpha: float = 0.85  # smoothquant: migration strength
     act_scale: str = "per_token"  # smoothquant: per_token (dynamic) | per_tensor (static, calibrated)
     sites: str = ""  # regular expression over site names (e.g. "mlp.down_proj"): only those quantised; "": all
+    int8_share: float = 0.0  # ant, olive at 4 bits: share of MACs promoted to 8 bits by ANT's mixed-precision rule
 
     def __post_init__(self) -> None:
         self.to_spec()

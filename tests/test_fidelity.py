@@ -150,15 +150,19 @@ def test_tender_headlines_follow_a_tech_override(tender_cases: list[F.Case]) -> 
 
 
 def test_model_inputs_replace_the_baselines_defaults(tender_cases: list[F.Case]) -> None:
-    """conf/model/*.yaml baseline_inputs: the Llama-2 rows take OLAccel's outlier ratio measured on the proxy,
-    the OPT rows the published default; inputs without a model entry are reported as not model-specific."""
+    """conf/model/*.yaml baseline_inputs: the Llama-2 rows take OLAccel's outlier ratio and ANT's and OliVe's 8-bit
+    shares measured on the proxy, the OPT rows the published default (OLAccel) or the fitted value (ANT, OliVe,
+    reported as not model-specific)."""
     by = {(r["model"], r["system"], r["parameter"]): r for r in F.baseline_inputs_table(tender_cases)}
     llama, opt = by[("Llama-2-7B", "olaccel", "outlier_ratio")], by[("OPT-6.7B", "olaccel", "outlier_ratio")]
     assert llama["model_specific"] and "measured" in llama["source"] and llama["value"] != opt["value"]
     assert opt["model_specific"] and opt["value"] == 0.03
-    assert not by[("Llama-2-7B", "ant", "int8_share")]["model_specific"]
     schemes = {(c.model, c.system.name): c.system.scheme for c in tender_cases}
     assert schemes[("Llama-2-7B", "olaccel")].outlier_ratio == llama["value"]
+    for system in ("ant", "olive"):
+        own, fitted = by[("Llama-2-7B", system, "int8_share")], by[("OPT-6.7B", system, "int8_share")]
+        assert own["model_specific"] and "measured" in own["source"] and not fitted["model_specific"]
+        assert schemes[("Llama-2-7B", system)].int8_share == own["value"] != fitted["value"]
 
 
 def test_iso_accuracy_ratio_interpolates_log_perplexity() -> None:

@@ -21,7 +21,7 @@ from workloads.accuracy.specs import KVSpec, QuantSpec, quant_method_names
 QUANT = QuantSpec("tender", bits=4, groups=8, chunk=256, mode="calibrated", rounding="rup")
 QUANT_VARIANTS = {"method": "per_token", "bits": 8, "groups": 4, "chunk": 64, "mode": "runtime", "rounding": "rdn",
                   "quantize_weights": False, "quantize_attention": True, "quantize_activations": False,
-                  "smooth_alpha": 0.5, "act_scale": "per_tensor", "sites": "down_proj"}
+                  "smooth_alpha": 0.5, "act_scale": "per_tensor", "sites": "down_proj", "int8_share": 0.3}
 #: what every method that quantises reads besides its own fields (``QuantMethod.key_fields``)
 QUANTISING = {"quantize_weights", "quantize_activations", "sites"}
 KV = KVSpec("infinigen", budget=0.2, alpha=4.0, partial_ratio=0.2, pool_size=1.0, eviction="counter", dense_layers=2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from workloads.accuracy import formats
+from workloads.accuracy import formats, mixed
 from workloads.accuracy.emulation import quantized
 from workloads.accuracy.quantmethods import ant, olive, smoothquant
 from workloads.accuracy.specs import QuantSpec
@@ -231,3 +231,85 @@ def test_quant_sites_restricts_what_is_wrapped() -> None:
         assert list(sites) == ["attn.o_proj"] and isinstance(model.attn.q_proj, nn.Linear)
     with pytest.raises(ValueError, match="quant.sites"):
         QuantSpec("per_tensor", sites="(")
+
+
+class Stack(nn.Module):
+    """Three norm-fed attention blocks: six sites (``layers.i.qkv``, ``layers.i.o_proj``), 12 linears."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(Attn() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = x + layer(x)
+        return x
+
+
+def test_promotion_forces_the_last_two_linears_then_ranks_by_error() -> None:
+    s = [mixed.LinearScore("l0", "a", 5.0, 10), mixed.LinearScore("l1", "b", 9.0, 10),
+         mixed.LinearScore("l2", "c", 1.0, 10), mixed.LinearScore("l3", "d", 7.0, 30),
+         mixed.LinearScore("l4", "e", 0.0, 20), mixed.LinearScore("l5", "f", 0.0, 20)]
+    assert mixed.promote(s, 0.0) == frozenset()
+    assert mixed.promote(s, 0.01) == {"e", "f"}  # the forced pair alone already holds 40 % of the MACs
+    assert mixed.promote(s, 0.45) == {"e", "f", "b"}  # then the largest error first, not the largest layer
+    assert mixed.promote(s, 0.6) == {"e", "f", "b", "d"}
+    assert mixed.promote(s, 1.0) == {"a", "b", "c", "d", "e", "f"}
+    assert mixed.mac_share(s, frozenset({"e", "f", "b", "d"})) == pytest.approx(0.8)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("method", ["ant", "olive"])
+def test_mixed_precision_runs_the_promoted_sites_at_8_bits(method: str) -> None:
+    torch.manual_seed(0)
+    model = Stack()
+    x = torch.randn(1, 64, 64) * torch.linspace(0.1, 8, 64)
+    four = QuantSpec(method, bits=4)
+    scores = mixed.linear_scores(model, _calibrated(model, four, x))
+    assert len(scores) == 12 and all(s.mse > 0 for s in scores)
+    assert {s.site for s in scores[-2:]} == {"layers.2.qkv", "layers.2.o_proj"}
+    share = QuantSpec(method, bits=4, int8_share=0.5)
+    promoted = mixed.promote(scores, share.int8_share)
+    assert {"layers.2.qkv", "layers.2.o_proj"} <= promoted and mixed.mac_share(scores, promoted) >= 0.5
+    with quantized(model, share, calibrating=True, promoted=promoted) as sites:
+        model(x)
+    assert {n for n, site in sites.items() if site.spec.bits == 8} == promoted
+    assert {n for n, site in sites.items() if site.spec.bits == 4} == set(sites) - promoted
+    calib = {n: site.calib for n, site in sites.items()}
+    with quantized(model, share, calib, promoted=promoted):
+        y_mixed = model(x)
+    with quantized(model, four, _calibrated(model, four, x)):
+        y_four = model(x)
+    eight = QuantSpec(method, bits=8)
+    everything = frozenset(s.site for s in scores)
+    with quantized(model, share, calibrating=True, promoted=everything) as sites:
+        model(x)
+    with quantized(model, share, {n: site.calib for n, site in sites.items()}, promoted=everything):
+        y_all = model(x)
+    with quantized(model, eight, _calibrated(model, eight, x)):
+        y_eight = model(x)
+    plain = model(x)
+    assert torch.equal(y_all, y_eight)  # every site promoted is uniform 8 bits, bit for bit
+    assert (y_eight - plain).norm() < (y_mixed - plain).norm() < (y_four - plain).norm()
+
+
+def test_the_8_bit_share_is_read_at_4_bits_only() -> None:
+    from workloads.accuracy.emulation import quant_method
+
+    assert QuantSpec("ant", bits=8, int8_share=0.3).int8_share == 0.0
+    keys = {str(quant_method("ant").key_fields(QuantSpec("ant", bits=4, int8_share=s))) for s in (0.0, 0.3)}
+    assert len(keys) == 2
+    assert "int8_share" not in quant_method("tender").key_fields(QuantSpec("tender", bits=4, int8_share=0.3))
+    with pytest.raises(ValueError, match="quant.int8_share"):
+        QuantSpec("ant", bits=4, int8_share=1.5)
+
+
+def test_every_layer_promoted_is_measured_as_uniform_8_bits() -> None:
+    from workloads.accuracy.emulation import quant_method
+
+    ant_ = quant_method("ant")
+    assert ant_.canonical(QuantSpec("ant", bits=4, int8_share=1.0)) == QuantSpec("ant", bits=8)
+    assert ant_.key_fields(QuantSpec("ant", bits=4, int8_share=1.0)) == ant_.key_fields(QuantSpec("ant", bits=8))
+    assert ant_.canonical(QuantSpec("ant", bits=4, int8_share=0.5)).bits == 4
+    tender_ = quant_method("tender")
+    assert tender_.canonical(QuantSpec("tender", bits=4, int8_share=1.0)).bits == 4  # not a mixed-precision method

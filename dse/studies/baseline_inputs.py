@@ -9,13 +9,16 @@ model (the project's own acceptance bound), log-perplexity interpolated over a g
 stands for the Llama family, so the three Llama-2 rows get the same value; the OPT rows keep the published
 default (no OPT-family model is loaded here).
 
+ANT's and OliVe's 8-bit share: both accelerators run INT4 designs with a share of the MACs at 8 bits
+(``int8_share`` in conf/system/ant.yaml, olive.yaml). The input is the smallest share that holds accuracy by the
+same rule, with the layers chosen by ANT's mixed-precision rule (``quant.int8_share``, workloads/accuracy/
+mixed.py: the last two linears, then the largest weight + input MSE at 4 bits). The shares are scanned upwards
+from uniform INT4 and the scan stops at the first that meets the bound; a share of 1 is uniform INT8 (every site
+promoted is bit-identical to ``quant.bits=8``, tests/test_quant_baselines.py), and is measured first: a method
+that misses the bound even there gets 1, the grid's end, and the table says so.
+
 (Matching Tender INT4 at each model's published G instead was tried and is degenerate on this proxy: Tender
 INT4 with G = 14-20 reaches ppl 268 against 23.1 dense, worse than OLAccel at any ratio on the grid.)
-
-ANT's 8-bit share and OliVe's fallback share are not measured yet: both formats are emulated now
-(``quant.method=ant|olive``, uniform 4 or 8 bits), but an iso-accuracy share needs the per-layer mixed
-precision (ANT's MSE-ranked 8-bit layers, quant-baselines.md 1.4), which the emulation does not have; every row
-keeps the value calibrated on the OPT rows (outputs say so).
 """
 
 from __future__ import annotations
@@ -23,12 +26,19 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from dse.config import CONF_DIR
 from dse.studies.fidelity import compose_config
+from workloads.accuracy.specs import QuantSpec
 
 LLAMA_MODELS = ("llama2_7b", "llama2_13b", "llama2_70b")
 RATIOS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)
+#: the 8-bit shares scanned (ANT's and OliVe's), and the methods that run INT4 designs with such a share
+SHARES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+SHARED_8BIT = ("ant", "olive")
+UNITS = {"outlier_ratio": "share of activations", "int8_share": "share of MACs"}
 COMMAND = "python -m dse.studies.baseline_inputs --write"
 
 
@@ -44,35 +54,82 @@ def iso_accuracy_ratio(grid: list[tuple[float, float]], target: float) -> float:
     return grid[-1][0]
 
 
-def measure(overrides: list[str]) -> dict[str, dict[str, float]]:
+def measure(overrides: list[str]) -> dict[str, dict[str, Input]]:
+    """Each Llama-2 model's measured inputs: system -> parameter -> :class:`Input` (one proxy for all three)."""
     from dse.oracle import AccuracyOracle
-    from workloads.accuracy.specs import QuantSpec
 
     cfg = compose_config(overrides)
     oracle = AccuracyOracle(cfg.accuracy)
     dense = oracle.baseline().ppl
     bound = cfg.accuracy.max_ppl_increase if cfg.accuracy.max_ppl_increase is not None else 5.0
+    target = dense + bound
+    print(f"proxy {oracle.source.name}: dense ppl {dense:.3f}; bound +{bound:g} (ppl {target:.3f})")
     olaccel = [(r, oracle.measure(QuantSpec(method="olaccel", bits=4, outlier_ratio=r)).ppl) for r in RATIOS]
-    print(f"proxy {oracle.source.name}: dense ppl {dense:.3f}; OLAccel INT4 ppl by outlier ratio: "
-          + ", ".join(f"{r:.3g}: {p:.3f}" for r, p in olaccel))
-    rho = iso_accuracy_ratio(olaccel, dense + bound)
-    print(f"smallest outlier ratio within +{bound:g} ppl of dense: {rho:.4f}")
-    return {model: {"outlier_ratio": rho, "dense_ppl": dense, "bound": bound} for model in LLAMA_MODELS}
+    found = {("olaccel", "outlier_ratio"): _found(olaccel, target)}
+    for method in SHARED_8BIT:
+        grid = share_scan(lambda share, m=method: oracle.measure(share_spec(m, share)).ppl, target)
+        found[(method, "int8_share")] = _found(grid, target)
+        print(f"{method} INT4 ppl by 8-bit share: " + ", ".join(f"{r:.3g}: {p:.3f}" for r, p in grid))
+    inputs: dict[str, dict[str, Input]] = {}
+    for (system, param), (value, grid, met) in found.items():
+        inputs.setdefault(system, {})[param] = Input(value, tuple(grid), met, dense, bound)
+        print(f"{system}.{param}: {value:.4f}" + ("" if met else " (the bound is never met: the grid's end)"))
+    return {model: inputs for model in LLAMA_MODELS}
 
 
-def write(results: dict[str, dict[str, float]], windows: str) -> None:
-    for model, r in results.items():
+@dataclass(frozen=True)
+class Input:
+    """One measured input: its value, the (setting, ppl) grid it came from, whether the bound was met on it,
+    and the dense perplexity and bound it was measured against."""
+
+    value: float
+    grid: tuple[tuple[float, float], ...]
+    met: bool
+    dense_ppl: float
+    bound: float
+
+
+def _found(grid: list[tuple[float, float]], target: float) -> tuple[float, list[tuple[float, float]], bool]:
+    return iso_accuracy_ratio(grid, target), grid, min(p for _r, p in grid) <= target
+
+
+def share_spec(method: str, share: float) -> QuantSpec:
+    """INT4 with ``share`` of the MACs at 8 bits (a share of 1 runs as uniform INT8: ``QuantMethod.canonical``)."""
+    return QuantSpec(method=method, bits=4, int8_share=share)
+
+
+def share_scan(ppl_at: Callable[[float], float], target: float) -> list[tuple[float, float]]:
+    """(share, ppl) measured at 1, then upwards from 0 through ``SHARES`` until one meets ``target`` (ascending);
+    when 1 misses it, only the ends and the middle, for the record."""
+    top = ppl_at(1.0)
+    if top > target:
+        return [(s, ppl_at(s)) for s in (0.0, 0.5)] + [(1.0, top)]
+    grid = []
+    for share in SHARES:
+        grid.append((share, ppl_at(share) if share < 1 else top))
+        if grid[-1][1] <= target:
+            break
+    return grid
+
+
+def write(results: dict[str, dict[str, Input]], windows: str) -> None:
+    for model, inputs in results.items():
         path = CONF_DIR / "model" / f"{model}.yaml"
-        text = path.read_text()
-        entry = (f"  olaccel:\n    outlier_ratio: {{value: {r['outlier_ratio']:.4f}, unit: share of activations, "
-                 f"source: \"measured on the Llama-family proxy SmolLM2-135M ({COMMAND}, {windows}): the smallest "
-                 f"ratio at which OLAccel INT4 holds perplexity within +{r['bound']:g} of dense "
-                 f"({r['dense_ppl']:.3f}); the same proxy stands for every Llama-2 size\"}}\n")
-        block = ("# The baselines' model-dependent inputs (they replace the system's mechanism values here)\n"
-                 "baseline_inputs:\n" + entry)
-        head = text.split("# The baselines' model-dependent inputs", 1)[0]
-        text = head.rstrip("\n") + "\n" + block
-        path.write_text(text)
+        lines = ["# The baselines' model-dependent inputs (they replace the system's mechanism values here)",
+                 "baseline_inputs:"]
+        for system, params in inputs.items():
+            lines.append(f"  {system}:")
+            for param, r in params.items():
+                unit = UNITS[param]
+                rule = (f"the smallest {unit} at which {system} INT4 holds perplexity within +{r.bound:g} of "
+                        f"dense ({r.dense_ppl:.3f})" if r.met else
+                        f"{system} INT4 misses +{r.bound:g} of dense ({r.dense_ppl:.3f}) at every {unit} up to 1 "
+                        f"(uniform INT8, ppl {r.grid[-1][1]:.2f}): the grid's end")
+                lines.append(f"    {param}: {{value: {r.value:.4f}, unit: {unit}, source: \"measured on the "
+                             f"Llama-family proxy SmolLM2-135M ({COMMAND}, {windows}): {rule}; the same proxy stands "
+                             f"for every Llama-2 size\"}}")
+        head = path.read_text().split("# The baselines' model-dependent inputs", 1)[0]
+        path.write_text(head.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
         print(f"updated {path}")
 
 

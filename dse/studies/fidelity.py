@@ -146,10 +146,12 @@ def evaluate_rows(cases: list[Case], mechanism: dict[str, dict[str, float]] | No
 
 
 def fitted_values(cases: list[Case]) -> dict[str, str]:
-    """target row system -> 'system.parameter=value' of the parameter fitted to that row's speed-up."""
-    schemes = {c.system.name: c.system.scheme for c in cases}
-    return {target: f"{system}.{param}={getattr(schemes[system], param):.6g}"
-            for system, param, target, _lo, _hi in TENDER_FITS if system in schemes}
+    """target row system -> 'system.parameter=value' of the parameter fitted to that row's speed-up (the system's
+    value, ``system.mechanism``: a model's own input, ``model.baseline_inputs``, replaces it on that model's rows
+    only)."""
+    mechanisms = {c.system.name: c.cfg.system.mechanism for c in cases}
+    return {target: f"{system}.{param}={float(mechanisms[system][param].value):.6g}"
+            for system, param, target, _lo, _hi in TENDER_FITS if system in mechanisms}
 
 
 def tender_basis(model: str, system: str, ref: dict[str, Any], fitted: dict[str, str]) -> tuple[str, str, str]:

@@ -19,6 +19,7 @@ restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import re
@@ -238,11 +239,12 @@ def collect_attention_calibration(model: nn.Module, windows: torch.Tensor, devic
 
 @contextlib.contextmanager
 def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, Any] | None = None,
-              attn_calib: dict[int, AttentionStats] | None = None, calibrating: bool = False
-              ) -> Iterator[dict[str, Site]]:
+              attn_calib: dict[int, AttentionStats] | None = None, calibrating: bool = False,
+              promoted: frozenset[str] = frozenset()) -> Iterator[dict[str, Site]]:
     """Wrap every linear layer for the duration of the block; the model is restored afterwards. ``calib``: the
     method's static parameters per site; ``attn_calib`` (Tender (all) in calibrated mode): the static K and V
-    statistics per layer; ``calibrating``: the pass that computes the parameters (``calibrate_sites``)."""
+    statistics per layer; ``calibrating``: the pass that computes the parameters (``calibrate_sites``);
+    ``promoted``: the sites that run at 8 bits (``quant.int8_share``, ``mixed.promote``)."""
     method = quant_method(spec.method)
     if method.activation is None:  # the model as loaded
         yield {}
@@ -255,7 +257,8 @@ def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, Any] | None = 
             if spec.sites and not re.search(spec.sites, name):
                 continue  # quant.sites: this site stays as loaded
             if name not in sites:
-                sites[name] = Site(name, use_bias=child not in NO_BIAS, signed=child not in UNSIGNED, spec=spec,
+                site_spec = dataclasses.replace(spec, bits=8) if name in promoted else spec
+                sites[name] = Site(name, use_bias=child not in NO_BIAS, signed=child not in UNSIGNED, spec=site_spec,
                                    calib=(calib or {}).get(name) if method.needs_calibration(spec) else None,
                                    calibrating=calibrating)
             sites[name].linears.append(lin)
@@ -284,11 +287,12 @@ def quantized(model: nn.Module, spec: QuantSpec, calib: dict[str, Any] | None = 
 
 
 @torch.no_grad()
-def calibrate_sites(model: nn.Module, spec: QuantSpec, windows: torch.Tensor, device: torch.device) -> dict[str, Any]:
+def calibrate_sites(model: nn.Module, spec: QuantSpec, windows: torch.Tensor, device: torch.device,
+                    promoted: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A method's static parameters per site (``QuantMethod.calibrate``), from one pass of the calibration windows
     as one batch: every site computes its parameters from all the calibration tokens it sees (the artifacts'
-    "first batch"), quantising from then on if the method calibrates quantised."""
-    with quantized(model, spec, calibrating=True) as sites:
+    "first batch"), quantising from then on if the method calibrates quantised; ``promoted`` sites at 8 bits."""
+    with quantized(model, spec, calibrating=True, promoted=promoted) as sites:
         model.model(input_ids=windows.to(device), use_cache=False)  # type: ignore[attr-defined]
     return {name: site.calib for name, site in sites.items() if site.calib is not None}
 

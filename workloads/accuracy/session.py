@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from workloads.accuracy import kernels
+from workloads.accuracy import kernels, mixed
 from workloads.accuracy.emulation import (
     AttentionStats,
     calibrate_sites,
@@ -130,6 +130,7 @@ class ProxySession:
         self._calib_ids: torch.Tensor | None = None
         self._calib: dict[int, dict[str, ChunkStats]] = {}
         self._site_calib: dict[tuple, dict[str, Any]] = {}
+        self._promoted: dict[tuple, frozenset[str]] = {}
         self._attn_calib: dict[int, AttentionStats] | None = None
         self._skew: dict[int, Skew] | None = None
         self._rounding: dict[QuantSpec, RoundingChoice] = {}
@@ -242,12 +243,28 @@ class ProxySession:
 
     def site_calibration(self, quant: QuantSpec) -> dict[str, Any]:
         """A method's static parameters per site from the calibration windows (``emulation.calibrate_sites``),
-        once per method and the fields it reads."""
+        once per method and the fields it reads; with ``quant.int8_share`` > 0 a second pass at the widths ANT's
+        rule chose from the uniform 4-bit calibration (``mixed``)."""
         key = tuple(sorted(quant_method(quant.method).key_fields(quant).items()))
         if key not in self._site_calib:
+            promoted = self.promoted_sites(quant)
             self._site_calib[key] = calibrate_sites(self.model.model, quant, self.calibration_windows(),
-                                                    self.model.device)
+                                                    self.model.device, promoted)
         return self._site_calib[key]
+
+    def promoted_sites(self, quant: QuantSpec) -> frozenset[str]:
+        """The sites ``quant`` runs at 8 bits (``quant.int8_share`` of a mixed-precision method; else none)."""
+        method = quant_method(quant.method)
+        if quant.int8_share <= 0 or not method.mixed_precision:
+            return frozenset()
+        key = tuple(sorted(method.key_fields(quant).items()))
+        if key not in self._promoted:
+            uniform = self.site_calibration(dataclasses.replace(quant, int8_share=0.0))
+            scores = mixed.linear_scores(self.model.model, uniform)
+            self._promoted[key] = mixed.promote(scores, quant.int8_share)
+            log.info("%s: %d sites at 8 bits, %.4f of the MACs (target %g)", quant.method, len(self._promoted[key]),
+                     mixed.mac_share(scores, self._promoted[key]), quant.int8_share)
+        return self._promoted[key]
 
     def method_calibration(self, quant: QuantSpec) -> dict[str, Any] | None:
         """What ``quant``'s method reads from the calibration text (None: nothing)."""
@@ -293,6 +310,7 @@ class ProxySession:
         """Perplexity under quantisation ``quant`` and KV selection ``kv`` (None or an inactive spec: the model's own
         attention), with what the selection kept and the rounding chosen."""
         lm, windows, _ = self.loaded()
+        quant = quant_method(quant.method).canonical(quant)
         calib = self.method_calibration(quant)
         attn_calib = self.attention_calibration() if calib is not None and quant.quantize_attention else None
         quant, rounding = self.resolve_rounding(quant, calib, attn_calib)
@@ -301,7 +319,7 @@ class ProxySession:
         with contextlib.ExitStack() as stack:
             bar = stack.enter_context(tqdm(total=windows.count, desc=desc, unit="win", leave=False,
                                            disable=not self.setup.progress))
-            stack.enter_context(quantized(lm.model, quant, calib, attn_calib))
+            stack.enter_context(quantized(lm.model, quant, calib, attn_calib, promoted=self.promoted_sites(quant)))
             if kv is not None and kv.active:
                 skew = self.skew_matrices() if kv_method(kv.method).needs_skew else None
                 selector = stack.enter_context(kv_selection(lm.model, Selector(kv, skew=skew,

@@ -70,6 +70,7 @@ class QuantSpec:
     smooth_alpha: float = 0.85  # smoothquant: migration strength (0.85 Llama-2-7B/13B, 0.5 OPT; sq README)
     act_scale: str = "per_token"  # smoothquant: per_token (dynamic) | per_tensor (static, from calibration)
     sites: str = ""  # a regular expression: only the sites whose names it matches are quantised ("": all)
+    int8_share: float = 0.0  # ant, olive at 4 bits: share of the linear layers' MACs promoted to 8 bits (ANT's rule)
 
     def __post_init__(self) -> None:
         if self.quantize_attention and self.method != "tender":
@@ -89,6 +90,10 @@ class QuantSpec:
             raise ValueError(f"quant.sites must be a regular expression, got {self.sites!r}: {exc}") from None
         if not 0 <= self.smooth_alpha <= 1:
             raise ValueError(f"quant.smooth_alpha must be in [0, 1], got {self.smooth_alpha}")
+        if not 0 <= self.int8_share <= 1:
+            raise ValueError(f"quant.int8_share must be in [0, 1], got {self.int8_share}")
+        if self.bits == 8:  # every layer is at 8 bits already
+            object.__setattr__(self, "int8_share", 0.0)
         if not 0 <= self.outlier_ratio < 0.5:
             raise ValueError(f"quant.outlier_ratio must be in [0, 0.5), got {self.outlier_ratio}")
 

@@ -4,6 +4,7 @@ its label (shared by the method modules)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ def always(spec: QuantSpec) -> bool:
 
 
 def bits_label(spec: QuantSpec) -> str:
-    return f"{spec.method} b{spec.bits}"
+    return f"{spec.method} b{spec.bits}" + (f" 8b-share {spec.int8_share:g}" if spec.int8_share > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ class QuantMethod:
     already calibrated quantise during that pass (the ANT/OliVe artifacts initialise each quantiser on the first
     batch it sees, behind the quantised layers before it), or the pass runs the model as loaded (SmoothQuant's
     activation scales come from the unquantised model). Methods without ``calibrate`` that need calibration
-    (Tender) read per-chunk statistics (``emulation.collect_calibration``)."""
+    (Tender) read per-chunk statistics (``emulation.collect_calibration``). ``mixed_precision``: the method reads
+    ``quant.int8_share`` and its calibrated parameters (activation and weights) carry the ``mse`` that ANT's
+    mixed-precision rule ranks layers by (``workloads/accuracy/mixed.py``)."""
 
     activation: Activation | None
     weight: Weight | None = None
@@ -65,10 +68,19 @@ class QuantMethod:
     transform: Transform | None = None
     calibrate: Calibrate | None = None
     calibrate_quantized: bool = True
+    mixed_precision: bool = False
+
+    def canonical(self, spec: QuantSpec) -> QuantSpec:
+        """The spec this method measures ``spec`` as: with every layer promoted (``int8_share`` 1) a mixed-precision
+        method runs uniform 8 bits, bit for bit (tests/test_quant_baselines.py), so it is measured and keyed so."""
+        if self.mixed_precision and spec.bits == 4 and spec.int8_share >= 1:
+            return dataclasses.replace(spec, bits=8, int8_share=0.0)
+        return spec
 
     def key_fields(self, spec: QuantSpec) -> dict[str, Any]:
         """What identifies this spec's measurement: the method and the fields it reads (and, for a method that
         quantises, which of activations and weights it quantises)."""
+        spec = self.canonical(spec)
         fields = {"method": spec.method, **{name: getattr(spec, name) for name in self.reads}}
         if self.activation is not None:
             fields["quantize_activations"] = spec.quantize_activations

@@ -7,8 +7,9 @@ quantisation MSE of the whole tensor; weights keep the best alpha per row and th
 error, activations one alpha and one type per tensor, static after calibration (the artifact calibrates on the
 first batch each quantiser sees; here the calibration windows, as one batch, behind the quantised layers before
 it). A tensor is unsigned when its calibration data has no negative value; weights are always signed. Uniform
-precision (the mixed-precision rule, ``-n8``, is not applied: Tender's tables show ANT at uniform INT4 and INT8,
-1.4). Attention matmuls, embeddings, norms and the LM head stay in float, as in OliVe's LLM path."""
+precision by default (Tender's tables show ANT at uniform INT4 and INT8, 1.4); ``quant.int8_share`` > 0 applies
+the artifact's mixed-precision rule (``-n8``, ``workloads/accuracy/mixed.py``). Attention matmuls, embeddings,
+norms and the LM head stay in float, as in OliVe's LLM path."""
 
 from __future__ import annotations
 
@@ -31,17 +32,24 @@ SEARCH = {4: (75, 150), 8: (95, 150)}
 @dataclass(frozen=True)
 class Choice:
     """The type chosen for a tensor, its clip per row ([R]; one row for an activation), its signedness, the width,
-    and the summed squared error of every type at its best clips (what the choice was made on)."""
+    the summed squared error of every type at its best clips (what the choice was made on) and the number of values
+    it was summed over."""
 
     kind: str
     alpha: torch.Tensor
     signed: bool
     bits: int
     errors: dict[str, float]
+    count: int = 1
 
     @property
     def grid(self) -> torch.Tensor:
         return formats.ant_grid(self.kind, self.bits, self.signed)
+
+    @property
+    def mse(self) -> float:
+        """The chosen type's mean squared error (the mixed-precision rule's ranking input, 1.4)."""
+        return self.errors[self.kind] / max(self.count, 1)
 
 
 def search(x: torch.Tensor, bits: int, signed: bool) -> Choice:
@@ -58,7 +66,7 @@ def search(x: torch.Tensor, bits: int, signed: bool) -> Choice:
         m, i = err.min(-1)
         best[kind] = (float(m.sum()), alphas.gather(1, i[:, None])[:, 0])
     kind = min(best, key=lambda k: best[k][0])  # ties: the first type in the mode's order
-    return Choice(kind, best[kind][1], signed, bits, {k: v[0] for k, v in best.items()})
+    return Choice(kind, best[kind][1], signed, bits, {k: v[0] for k, v in best.items()}, x.numel())
 
 
 def fake_quant(x: torch.Tensor, choice: Choice) -> torch.Tensor:
@@ -81,5 +89,5 @@ def _weight(w: torch.Tensor, spec: QuantSpec, site: Site) -> torch.Tensor:
     return fake_quant(w, site.calib.weight(w, lambda t: search(t, spec.bits, signed=True)))
 
 
-METHOD = QuantMethod(activation=_activation, weight=_weight, reads=("bits",), needs_calibration=always,
-                     calibrate=_calibrate)
+METHOD = QuantMethod(activation=_activation, weight=_weight, reads=("bits", "int8_share"), needs_calibration=always,
+                     calibrate=_calibrate, mixed_precision=True)

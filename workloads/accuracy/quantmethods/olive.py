@@ -9,7 +9,9 @@ alpha and that threshold it clips to the normal maximum. The clip is searched ov
 .., 2.49, b0 = max(|mu + 3 sigma|, |mu - 3 sigma|) (per output row for weights, per tensor for activations), by
 the MSE after pairing (victims included). Activations are static after calibration (the calibration windows as
 one batch, behind the quantised layers before; the artifact's LLM script initialises on the first evaluation
-batch). Only signed tensors are encodable (2.8); every input of the proxies' linears is signed."""
+batch). Only signed tensors are encodable (2.8); every input of the proxies' linears is signed. OliVe's LLM path
+is uniform precision; ``quant.int8_share`` > 0 promotes layers to 8 bits by ANT's rule (``mixed.py``), the
+"share of the work that may need 8 bits" that the cost model charges OliVe (conf/system/olive.yaml)."""
 
 from __future__ import annotations
 
@@ -33,13 +35,14 @@ IDENTIFIER = 0b1000  # the victim slot's code (4-bit)
 @dataclass(frozen=True)
 class Choice:
     """The normal type chosen for a tensor, its clip per row [R], the summed squared error of each type at its best
-    clips, and on the tensor it was chosen on: the share of outliers (before pairing), of victims, and of values
-    beyond the top abfloat code (clipped)."""
+    clips and the number of values it was summed over, and on the tensor it was chosen on: the share of outliers
+    (before pairing), of victims, and of values beyond the top abfloat code (clipped)."""
 
     normal: str
     alpha: torch.Tensor
     bits: int
     errors: dict[str, float]
+    count: int = 1
     outlier_rate: float = 0.0
     victim_rate: float = 0.0
     clip_rate: float = 0.0
@@ -47,6 +50,11 @@ class Choice:
     @property
     def format(self) -> OliveFormat:
         return formats.olive_format(self.normal, self.bits)
+
+    @property
+    def mse(self) -> float:
+        """The chosen type's mean squared error after pairing (what ``quant.int8_share`` ranks layers by)."""
+        return self.errors[self.normal] / max(self.count, 1)
 
 
 def _pairs(x: torch.Tensor) -> torch.Tensor:
@@ -99,9 +107,9 @@ def search(x: torch.Tensor, bits: int) -> Choice:
         m, i = err.min(-1)
         best[normal] = (float(m.sum()), alphas.gather(1, i[:, None])[:, 0])
     normal = min(best, key=lambda k: best[k][0])
-    choice = Choice(normal, best[normal][1], bits, {k: v[0] for k, v in best.items()})
+    choice = Choice(normal, best[normal][1], bits, {k: v[0] for k, v in best.items()}, x.numel())
     _, rates = fake_quant(x, choice)
-    return Choice(choice.normal, choice.alpha, bits, choice.errors, *rates)
+    return Choice(choice.normal, choice.alpha, bits, choice.errors, choice.count, *rates)
 
 
 def fake_quant(x: torch.Tensor, choice: Choice) -> tuple[torch.Tensor, tuple[float, float, float]]:
@@ -153,5 +161,5 @@ def _weight(w: torch.Tensor, spec: QuantSpec, site: Site) -> torch.Tensor:
     return fake_quant(w, site.calib.weight(w, lambda t: search(t, spec.bits)))[0]
 
 
-METHOD = QuantMethod(activation=_activation, weight=_weight, reads=("bits",), needs_calibration=always,
-                     calibrate=_calibrate)
+METHOD = QuantMethod(activation=_activation, weight=_weight, reads=("bits", "int8_share"), needs_calibration=always,
+                     calibrate=_calibrate, mixed_precision=True)
