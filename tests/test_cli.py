@@ -32,7 +32,8 @@ def test_tide_help_lists_every_subcommand() -> None:
 def test_every_subcommand_is_a_module_with_a_main() -> None:
     for command in cli.COMMANDS.values():
         assert callable(importlib.import_module(command.module).main), command.module
-    assert set(cli.studies()) == {"baseline_inputs", "calibrate", "fidelity", "group_study", "int4_parts", "proxies",
+    assert set(cli.studies()) == {"baseline_fronts", "baseline_inputs",
+                                  "calibrate", "fidelity", "group_study", "int4_parts", "proxies",
                                   "quant_baselines", "screening", "speculation"}
     assert {"vectorised", "search", "workers"} <= set(cli.benchmarks())
 

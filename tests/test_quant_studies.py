@@ -54,3 +54,30 @@ def test_write_table_writes_csv_and_markdown(tmp_path) -> None:  # type: ignore[
         back = list(csv.DictReader(f))
     assert len(back) == len(rows) and back[1]["scheme"] == rows[1]["scheme"]
     assert (tmp_path / "t.md").read_text().startswith("### p")
+
+
+def test_iso_area_front_is_the_two_objective_front_within_the_budget() -> None:
+    from dse.studies import baseline_fronts as bf
+
+    rows = [{bf.X: lat, bf.Y: ppl, bf.AREA: area, bf.ENERGY: 1.0}
+            for lat, ppl, area in [(1.0, 9.0, 1.0), (2.0, 3.0, 1.5), (2.0, 3.0, 1.8), (3.0, 4.0, 1.0),
+                                   (0.5, 1.0, 10.0), (4.0, 0.5, 1.9)]]
+    front = bf.iso_area_front(rows, 2.0)
+    assert [(r[bf.X], r[bf.Y]) for r in front] == [(1.0, 9.0), (2.0, 3.0), (4.0, 0.5)]
+    assert [(r[bf.X], r[bf.Y]) for r in bf.iso_area_front(rows, 20.0)] == [(0.5, 1.0), (4.0, 0.5)]
+    assert bf.iso_area_front(rows, 0.5) == []
+
+
+def test_share_scan_stops_at_the_first_share_within_the_bound() -> None:
+    from dse.studies import baseline_inputs as bi
+
+    asked: list[float] = []
+
+    def ppl(share: float) -> float:
+        asked.append(share)
+        return 100.0 * (1 - share) + 20.0
+
+    grid = bi.share_scan(ppl, target=60.0)
+    assert [s for s, _ in grid] == [0.0, 0.1, 0.25, 0.5, 0.75] and asked[0] == 1.0
+    assert bi.iso_accuracy_ratio(grid, 60.0) > 0.5
+    assert [s for s, _ in bi.share_scan(ppl, target=10.0)] == [0.0, 0.5, 1.0]  # missed even at 1: the ends

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cost_models import systolic
 from cost_models import tender as T
 from cost_models.design import value_codes
-from dse.config import Config, to_config
+from dse.config import Config, ConfigError, to_config
 from dse.systems.outlier_array import OutlierArraySystem
 from tests.conftest import compose_raw
 from workloads.operators import GemmOps
@@ -190,6 +190,25 @@ def test_accuracy_spec_describes_the_same_design(tender_system: OutlierArraySyst
     for attention in (False, True):
         quant, kv = tender_system.accuracy_spec({**_hw(tender_system), "quantize_attention": attention})
         assert quant.quantize_attention is attention and kv is None
+
+
+@pytest.mark.parametrize(("system", "field", "model"), [("ant", "int8_share", "opt_6_7b"), ("olive", "int8_share",
+                                                          "llama2_7b"), ("olaccel", "outlier_ratio", "llama2_7b")])
+def test_a_baseline_measures_its_own_method_at_its_cost_models_inputs(system: str, field: str, model: str) -> None:
+    """A baseline's search measures its own quantisation (not Tender's), at the design's width, with the 8-bit
+    share or outlier ratio its cost model charges (the model's measured input where it has one)."""
+    cfg = to_config(compose_raw([f"system={system}", f"model={model}"]))
+    sys_ = OutlierArraySystem(cfg)
+    hw = dict(cfg.system.hw)
+    quant, kv = sys_.accuracy_spec({**hw, "bits": 4})
+    assert kv is None and quant.method == system and quant.bits == 4
+    assert getattr(quant, field) == getattr(sys_.scheme, field) and getattr(sys_.scheme, field) > 0
+    assert sys_.accuracy_spec({**hw, "bits": 8})[0].int8_share == 0.0  # at 8 bits every MAC is 8-bit already
+    assert "int8_share" not in sys_.spec_inputs()["quant"] if field == "int8_share" else True
+    off = to_config(compose_raw([f"system={system}", "system.quant_method=null"]))
+    assert OutlierArraySystem(off).accuracy_spec(hw) is None and OutlierArraySystem(off).spec_inputs() == {}
+    with pytest.raises(ConfigError, match="system.quant_method: 'tender' with system.mechanism.decomposed=0"):
+        OutlierArraySystem(to_config(compose_raw([f"system={system}", "system.quant_method=tender"])))
 
 
 def test_metadata_traffic_by_hand(tender_system: OutlierArraySystem) -> None:

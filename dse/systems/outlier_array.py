@@ -9,7 +9,7 @@ from dataclasses import fields
 from typing import Any
 
 from cost_models import tender
-from dse.config import Bound, Config
+from dse.config import Bound, Config, ConfigError
 from dse.hardware import (
     ArrayView,
     Hardware,
@@ -29,6 +29,9 @@ from workloads.accuracy.specs import KVSpec, QuantSpec
 
 #: the QuantSpec fields a Tender design point sets; the others (rounding, weight quantisation) come from ``quant.*``
 TENDER_SET = ("method", "bits", "groups", "chunk", "mode", "quantize_attention")
+#: the QuantSpec fields a baseline's scheme sets where its mechanism names them (the cost model's parameter is the
+#: measured algorithm's too): ANT's and OliVe's 8-bit share, OLAccel's outlier ratio
+SCHEME_SET = ("int8_share", "outlier_ratio")
 
 
 def tender_template(cfg: Config) -> SpecTemplate[QuantSpec]:
@@ -56,7 +59,14 @@ class OutlierArraySystem(System):
         # the model's own inputs (model.baseline_inputs.<system>) replace the system's defaults
         mechanism = {**cfg.system.mechanism, **cfg.model.baseline_inputs.get(self.name, {})}
         self.scheme = scheme_from_mechanism(tender.Scheme, mechanism, name=self.name)
-        self.quant = tender_template(cfg)
+        self.method = cfg.system.quant_method
+        if self.method is not None and self.scheme.decomposed != (self.method == "tender"):
+            raise ConfigError(f"system.quant_method: {self.method!r} with system.mechanism.decomposed="
+                              f"{int(self.scheme.decomposed)}: Tender's decomposition is measured as tender, a "
+                              "scheme without it by its own method (or null: not measured)")
+        self.from_scheme = tuple(k for k in SCHEME_SET if k in mechanism)
+        self.quant = tender_template(cfg) if self.scheme.decomposed else SpecTemplate.of(
+            QuantSpec, cfg.quant, ("method", "bits", *self.from_scheme))
 
     @property
     def knobs(self) -> tuple[str, ...]:
@@ -66,12 +76,18 @@ class OutlierArraySystem(System):
         return tender.TenderDesign.from_mapping(points)
 
     def accuracy_spec(self, point: dict[str, Any]) -> tuple[QuantSpec, KVSpec | None] | None:
-        if not self.scheme.decomposed:
-            return None  # ANT/OLAccel/OliVe algorithms are not emulated on the real model
-        return tender_quant(self.quant, point), None
+        """Tender: the quantisation its design point implies; a baseline: its own method (``system.quant_method``)
+        at the design's width, with the scheme's 8-bit share or outlier ratio (the cost model's value, so the
+        measured accuracy and the cost describe one design); None without ``system.quant_method``."""
+        if self.method is None:
+            return None
+        if self.scheme.decomposed:
+            return tender_quant(self.quant, point), None
+        return self.quant.build(method=self.method, bits=int(point["bits"]),
+                                **{k: getattr(self.scheme, k) for k in self.from_scheme}), None
 
     def spec_inputs(self) -> dict[str, dict[str, Any]]:
-        return {"quant": self.quant.read()} if self.scheme.decomposed else {}
+        return {"quant": self.quant.read()} if self.method is not None else {}
 
     def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
         """Every GEMM, then the non-GEMM vector work of each phase (norms, softmax, activations on the VPU) and
