@@ -209,6 +209,8 @@ def test_a_baseline_measures_its_own_method_at_its_cost_models_inputs(system: st
     assert OutlierArraySystem(off).accuracy_spec(hw) is None and OutlierArraySystem(off).spec_inputs() == {}
     with pytest.raises(ConfigError, match="system.quant_method: 'tender' with system.mechanism.decomposed=0"):
         OutlierArraySystem(to_config(compose_raw([f"system={system}", "system.quant_method=tender"])))
+    with pytest.raises(ConfigError, match="system.quant_method.*olive"):
+        to_config(compose_raw([f"system={system}", "system.quant_method=olives"]))
 
 
 def test_metadata_traffic_by_hand(tender_system: OutlierArraySystem) -> None:
