@@ -81,3 +81,20 @@ def test_share_scan_stops_at_the_first_share_within_the_bound() -> None:
     assert [s for s, _ in grid] == [0.0, 0.1, 0.25, 0.5, 0.75] and asked[0] == 1.0
     assert bi.iso_accuracy_ratio(grid, 60.0) > 0.5
     assert [s for s, _ in bi.share_scan(ppl, target=10.0)] == [0.0, 0.5, 1.0]  # missed even at 1: the ends
+
+
+def test_refine_returns_the_smallest_measured_setting_within_the_bound() -> None:
+    import math
+
+    from dse.studies import baseline_inputs as bi
+
+    def ppl(r: float) -> float:
+        return 20.0 + 80.0 * math.exp(-30 * r)  # falls with the setting, not log-linear between grid points
+
+    grid = [(r, ppl(r)) for r in (0.0, 0.05, 0.1, 0.2)]
+    value, measured, met = bi.refine(ppl, grid, 28.0)
+    assert met and ppl(value) <= 28.0 and (value, ppl(value)) in measured
+    assert 0.05 < value < 0.1 and len(measured) == len(grid) + bi.REFINE_STEPS
+    assert value < 0.1 - 0.01  # closer to the root (0.0768) than the grid point that first met it
+    assert bi.refine(ppl, grid, 500.0)[0::2] == (0.0, True)  # met at the grid's start: nothing more measured
+    assert bi.refine(ppl, grid, 10.0)[0::2] == (0.2, False)  # never met: the grid's end

@@ -5,7 +5,8 @@ OLAccel's outlier ratio: OLAccel keeps the largest ``rho`` of each activation te
 bits and quantises the rest at 4 bits over the normal range (``quant.method=olaccel``). Its paper's default,
 3 %, was chosen for CNNs; what an LLM needs depends on how heavy its outliers are. The input is the smallest
 ``rho`` that holds accuracy on the proxy: perplexity within ``accuracy.max_ppl_increase`` of the unquantised
-model (the project's own acceptance bound), log-perplexity interpolated over a grid of ratios. One proxy
+model (the project's own acceptance bound): a grid of ratios, then three measured steps of regula falsi on
+log-perplexity between the grid points around the bound (the value written is a measured one that meets it). One proxy
 stands for the Llama family, so the three Llama-2 rows get the same value; the OPT rows keep the published
 default (no OPT-family model is loaded here).
 
@@ -38,6 +39,7 @@ RATIOS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)
 #: the 8-bit shares scanned (ANT's and OliVe's), and the methods that run INT4 designs with such a share
 SHARES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 SHARED_8BIT = ("ant", "olive")
+REFINE_STEPS = 3  # measurements between the bracketing grid points (baseline_inputs.refine)
 UNITS = {"outlier_ratio": "share of activations", "int8_share": "share of MACs"}
 COMMAND = "python -m dse.studies.baseline_inputs --write"
 
@@ -64,12 +66,17 @@ def measure(overrides: list[str]) -> dict[str, dict[str, Input]]:
     bound = cfg.accuracy.max_ppl_increase if cfg.accuracy.max_ppl_increase is not None else 5.0
     target = dense + bound
     print(f"proxy {oracle.source.name}: dense ppl {dense:.3f}; bound +{bound:g} (ppl {target:.3f})")
-    olaccel = [(r, oracle.measure(QuantSpec(method="olaccel", bits=4, outlier_ratio=r)).ppl) for r in RATIOS]
-    found = {("olaccel", "outlier_ratio"): _found(olaccel, target)}
+    def olaccel(r: float) -> float:
+        return oracle.measure(QuantSpec(method="olaccel", bits=4, outlier_ratio=r)).ppl
+
+    found = {("olaccel", "outlier_ratio"): refine(olaccel, [(r, olaccel(r)) for r in RATIOS], target)}
     for method in SHARED_8BIT:
-        grid = share_scan(lambda share, m=method: oracle.measure(share_spec(m, share)).ppl, target)
-        found[(method, "int8_share")] = _found(grid, target)
-        print(f"{method} INT4 ppl by 8-bit share: " + ", ".join(f"{r:.3g}: {p:.3f}" for r, p in grid))
+        def at(share: float, m: str = method) -> float:
+            return oracle.measure(share_spec(m, share)).ppl
+
+        found[(method, "int8_share")] = refine(at, share_scan(at, target), target)
+    for (system, param), (_value, grid, _met) in found.items():
+        print(f"{system} INT4 ppl by {param}: " + ", ".join(f"{r:.4g}: {p:.3f}" for r, p in grid))
     inputs: dict[str, dict[str, Input]] = {}
     for (system, param), (value, grid, met) in found.items():
         inputs.setdefault(system, {})[param] = Input(value, tuple(grid), met, dense, bound)
@@ -89,8 +96,25 @@ class Input:
     bound: float
 
 
-def _found(grid: list[tuple[float, float]], target: float) -> tuple[float, list[tuple[float, float]], bool]:
-    return iso_accuracy_ratio(grid, target), grid, min(p for _r, p in grid) <= target
+def refine(ppl_at: Callable[[float], float], grid: list[tuple[float, float]], target: float,
+           steps: int = REFINE_STEPS) -> tuple[float, list[tuple[float, float]], bool]:
+    """(value, every (setting, ppl) measured, whether the bound is met): the smallest *measured* setting that meets
+    ``target``. Between the last grid point that misses it and the first that meets it, ``steps`` of regula falsi
+    on log-perplexity (each candidate rounded to 4 decimals, as it is written to conf/model/, so the measured value is
+    the configured one); the grid's start when it already meets the bound, its end when no point does."""
+    grid = sorted(grid)
+    first = next((i for i, (_r, p) in enumerate(grid) if p <= target), None)
+    if first is None or first == 0:
+        return grid[-1 if first is None else 0][0], grid, first is not None
+    lo, hi = grid[first - 1], grid[first]
+    for _ in range(steps):
+        r = round(iso_accuracy_ratio([lo, hi], target), 4)
+        if not lo[0] < r < hi[0]:
+            break
+        point = (r, ppl_at(r))
+        grid.append(point)
+        lo, hi = (lo, point) if point[1] <= target else (point, hi)
+    return hi[0], sorted(grid), True
 
 
 def share_spec(method: str, share: float) -> QuantSpec:
