@@ -458,10 +458,19 @@ def _array_side(d: TenderDesign, ops: GemmOps, tech: Tech, scheme: Scheme) -> Ar
                      e_op=e_array + e_sram + e_dram + e_vpu, e_vec=e_vec, parts=parts, static=static)
 
 
-def _timed(a: ArraySide, inverse: np.ndarray, d: TenderDesign, ops: GemmOps, tech: Tech, per_op: bool
-           ) -> tuple[dict[str, np.ndarray], Breakdown | None]:
-    """Each point's latencies from its representative's array side and its own clock and HBM bandwidth; the
-    leakage and the metrics that follow from latency and energy."""
+@dataclass(frozen=True)
+class Timing:
+    """Each point's latency (s): in all, of the prefill and of the decode phase."""
+
+    latency: np.ndarray
+    prefill: np.ndarray
+    decode: np.ndarray
+
+
+def _timing(a: ArraySide, inverse: np.ndarray, d: TenderDesign, ops: GemmOps
+            ) -> tuple[Timing, np.ndarray, np.ndarray]:
+    """Each point's latencies from its representative's array side and its own clock and HBM bandwidth, with the
+    per-GEMM latencies ([P, O], counts applied) and the vector unit's per phase ([P, 2])."""
     col = lambda x: x[:, None]  # noqa: E731
     cnt = ops.count[None, :]
     clock = col(d.clock_ghz) * 1e9
@@ -470,29 +479,46 @@ def _timed(a: ArraySide, inverse: np.ndarray, d: TenderDesign, ops: GemmOps, tec
     lat = np.maximum(a.busiest[inverse] / clock, a.hbm[inverse] / (col(d.hbm_bw_gbps) * 1e9))
     lat_all = lat * cnt
     vec_time = a.vec_cycles[inverse] / clock  # (P, 2 phases)
+    prefill = ops.phase == int(Phase.PREFILL)
+    timing = Timing(lat_all.sum(axis=1) + vec_time.sum(axis=1), lat_all[:, prefill].sum(axis=1) + vec_time[:, 0],
+                    lat_all[:, ~prefill].sum(axis=1) + vec_time[:, 1])
+    return timing, lat_all, vec_time
+
+
+def _metrics(a: ArraySide, inverse: np.ndarray, t: Timing, ops: GemmOps, tech: Tech
+             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The metrics from each point's representative and its latencies, and its leakage energy (J)."""
     parts = {k: v[inverse] for k, v in a.parts.items()}
     static = {k: v[inverse] for k, v in a.static.items()}
-    area = static["area_mm2"]
-    prefill = ops.phase == int(Phase.PREFILL)
-    latency = lat_all.sum(axis=1) + vec_time.sum(axis=1)
-    e_leak = tech.leakage_mw_per_mm2 * 1e-3 * area * latency
+    e_leak = tech.leakage_mw_per_mm2 * 1e-3 * static["area_mm2"] * t.latency
     energy = sum(parts.values()) + e_leak
-    gen = float(ops.generated_tokens)
-    cycles, hbm = (a.cycles[inverse], a.hbm[inverse]) if per_op else (None, None)
-    breakdown = Breakdown(
-        per_op=PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=a.e_op[inverse] * cnt * 1e-12,
-                     dram_bytes=hbm * cnt, extra_cycles=(cycles - a.stall_free[inverse]) * cnt),
-        vector_latency_s=vec_time, vector_energy_j=a.e_vec * 1e-12, leakage_j=e_leak) if per_op else None
     metrics = with_derived({
-        "latency_s": latency,
-        "prefill_latency_s": lat_all[:, prefill].sum(axis=1) + vec_time[:, 0],
-        "decode_latency_s": lat_all[:, ~prefill].sum(axis=1) + vec_time[:, 1],
+        "latency_s": t.latency,
+        "prefill_latency_s": t.prefill,
+        "decode_latency_s": t.decode,
         "energy_j": energy,
         **{k: static[k] for k in ("energy_mac_j", "energy_sram_j", "energy_dram_j", "energy_vpu_j")},
         "energy_leak_j": e_leak,
         **{k: static[k] for k in ("area_mm2", "area_pe_mm2", "area_sram_mm2", "area_vpu_mm2", "utilization",
                                   "bubble_share", "acc_headroom_bits")},
-    }, gen)
+    }, float(ops.generated_tokens))
+    return metrics, e_leak
+
+
+def _timed(a: ArraySide, inverse: np.ndarray, d: TenderDesign, ops: GemmOps, tech: Tech, per_op: bool
+           ) -> tuple[dict[str, np.ndarray], Breakdown | None]:
+    """Each point's latencies from its representative's array side and its own clock and HBM bandwidth; the
+    leakage and the metrics that follow from latency and energy."""
+    timing, lat_all, vec_time = _timing(a, inverse, d, ops)
+    metrics, e_leak = _metrics(a, inverse, timing, ops, tech)
+    if not per_op:
+        return metrics, None
+    cnt = ops.count[None, :]
+    cycles, hbm = a.cycles[inverse], a.hbm[inverse]
+    breakdown = Breakdown(
+        per_op=PerOp(cycles=cycles * cnt, latency_s=lat_all, energy_j=a.e_op[inverse] * cnt * 1e-12,
+                     dram_bytes=hbm * cnt, extra_cycles=(cycles - a.stall_free[inverse]) * cnt),
+        vector_latency_s=vec_time, vector_energy_j=a.e_vec * 1e-12, leakage_j=e_leak)
     return metrics, breakdown
 
 

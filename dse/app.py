@@ -35,6 +35,7 @@ from dse.results import (
     write_summary,
     write_tables,
 )
+from dse.run_config import write_config
 from dse.stopping import Interrupted, StopRequest
 from dse.storage import cannot_write, claim_run_dir, make_storage, record_run_dir, storage_target
 from dse.study import LoopResult, open_study, optimise, problem_record
@@ -228,6 +229,7 @@ def run_search(raw: DictConfig | Config, run_dir: Path) -> dict[str, Any]:
     if accuracy is not None:  # loads the model (unless cached): a model that cannot load stops the run here
         log.info("unquantised proxy-model perplexity %.4f", accuracy.baseline_ppl)
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, run_dir)
     study = open_study(cfg, run_dir, problem, storage or make_storage(cfg.search, run_dir))
     exhaustive: dict[str, Any] | None = None
     if cfg.search.exhaustive:

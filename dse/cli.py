@@ -7,6 +7,7 @@ options and Hydra overrides, its own ``--help``); the ``python -m`` forms stay.
     tide dashboard RUN_DIR                      python -m dse.dashboard
     tide accuracy [OVERRIDES]                   python -m dse.accuracy
     tide fidelity tender|infinigen --out DIR    python -m dse.fidelity
+    tide robust RUN_DIR [--draws N]             python -m dse.robust
     tide calibrate tender|infinigen [--write]   python -m dse.calibrate
     tide studies NAME [ARGS]                    python -m dse.studies.NAME
     tide bench NAME [ARGS]                      python benchmarks/bench_NAME.py
@@ -44,6 +45,7 @@ COMMANDS: dict[str, Command] = {
     "dashboard": Command("dse.dashboard", "watch a run's study in optuna-dashboard"),
     "accuracy": Command("dse.accuracy", "measure one quant.* / kv.* configuration on the proxy model"),
     "fidelity": Command("dse.studies.fidelity", "the cost models against the papers' published ratios"),
+    "robust": Command("dse.robust.__main__", "which designs stay Pareto-optimal when every stated range is drawn"),
     "calibrate": Command("dse.studies.calibrate", "fit the calibrated mechanism parameters"),
 }
 GROUPS = {"studies": "run a study of dse/studies/ (tide studies --help lists them)",

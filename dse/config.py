@@ -32,6 +32,11 @@ T = TypeVar("T")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
+def uncertainty_names() -> list[str]:
+    """The files of conf/uncertainty/ (ranges of undisclosed hardware and platform defaults)."""
+    return sorted(p.stem for p in (CONF_DIR / "uncertainty").glob("*.yaml"))
+
+
 class ConfigError(ValueError):
     """A configuration value is out of range or not one of the allowed choices."""
 
@@ -73,15 +78,25 @@ class Quantity:
     source: str = MISSING
     # plausible [low, high] of a calibrated constant or a labelled assumption (python -m dse.fidelity ... --sensitivity)
     range: Optional[List[float]] = None
+    # how a joint draw samples the range (python -m dse.robust, --draws): uniform, loguniform or triangular (mode at
+    # the value); moves_with: a name shared by inputs that move together (one quantile for all of them)
+    dist: str = "uniform"
+    moves_with: Optional[str] = None
+
+
+#: how a stated range is sampled by the joint draws (dse/robust/ranges.py)
+DISTRIBUTIONS = ("uniform", "loguniform", "triangular")
 
 
 def validate_range(key: str, q: Quantity) -> None:
     """A stated range holds two numbers, low <= value <= high."""
+    _choice(q.dist, f"{key}.dist", DISTRIBUTIONS)
     if q.range is None:
         return
     _require(len(q.range) == 2, f"{key}.range", f"must be [low, high], got {list(q.range)}")
     lo, hi = (float(x) for x in q.range)
     _require(lo <= hi, f"{key}.range", f"low {lo} > high {hi}")
+    _require(q.dist != "loguniform" or lo > 0, f"{key}.dist", f"loguniform needs a positive range, got {[lo, hi]}")
     if isinstance(q.value, int | float) and not isinstance(q.value, bool):
         _require(lo <= float(q.value) <= hi, f"{key}.range", f"{list(q.range)} does not contain the value {q.value}")
 
@@ -324,9 +339,13 @@ class SystemConfig:
     catalog: Dict[str, CatalogKnob] = field(default_factory=dict)
     # objective -> {best, worst}: the fixed box the hypervolume is measured in (never taken from the trials)
     reference: Dict[str, Any] = field(default_factory=dict)
+    # conf/uncertainty/<name>.yaml: the stated ranges of this system's undisclosed hardware defaults (null: none)
+    uncertainty: Optional[str] = None
 
     def __post_init__(self) -> None:
         _require(bool(self.objectives), "system.objectives", "at least one objective is needed")
+        if self.uncertainty is not None:
+            _choice(self.uncertainty, "system.uncertainty", uncertainty_names())
         for name, knob in self.catalog.items():
             validate_catalog(name, knob, self.space)
         self.reference = {metric: _reference(f"system.reference.{metric}", value)

@@ -372,12 +372,16 @@ def record(study: optuna.Study, enumeration: Enumeration, system: System, proble
     dists = distributions(dict(space))
     held = {design_key(t.params) for t in study.get_trials(deepcopy=False)}
     for params in enumeration.params:
-        if design_key(params) in held:
-            continue
-        point = system.complete(params)
-        observed = problem.extra(point) if problem.providers else Observed()
-        (result,) = assess(system.evaluate(point, observed.selection), problem.objectives, problem.constraints,
-                           observed.metrics)
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions=dists, values=list(result.values),
-            constraints=result.constraints, user_attrs=attributes(result)))
+        if design_key(params) not in held:
+            study.add_trial(frozen_trial(system, problem, params, dists))
+
+
+def frozen_trial(system: System, problem: Problem, params: dict[str, Any],
+                 dists: Mapping[str, optuna.distributions.BaseDistribution]) -> optuna.trial.FrozenTrial:
+    """One design as a finished trial (params, objective values, constraints, metrics), evaluated as configured."""
+    point = system.complete(params)
+    observed = problem.extra(point) if problem.providers else Observed()
+    (result,) = assess(system.evaluate(point, observed.selection), problem.objectives, problem.constraints,
+                       observed.metrics)
+    return optuna.trial.create_trial(params=params, distributions=dict(dists), values=list(result.values),
+                                     constraints=result.constraints, user_attrs=attributes(result))

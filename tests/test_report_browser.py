@@ -31,11 +31,14 @@ def browser() -> None:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-run report (every section: overlay, indicator table, parallel coordinates, history, importances,
-    breakdowns)."""
+    breakdowns, and for the first run its robustness over joint draws)."""
+    from dse.robust.__main__ import main as robust
+
     base = tmp_path_factory.mktemp("browser")
     for name, sampler in (("a", "tpe"), ("b", "random")):
         run_search(to_config(compose_raw(["search.n_trials=30", "search.progress=false", f"search/sampler={sampler}"])),
                    base / name)
+    assert robust([str(base / "a"), "--draws", "30", "--workers", "1", "--no-progress"]) == 0
     return write_report([base / "a", base / "b"], base / "report.html")
 
 
@@ -45,7 +48,10 @@ def test_report_renders_without_errors_in_chromium(browser: None, report: Path, 
     assert result.errors == [] and result.empty == [], (result.errors, result.empty)
     ids = {p["id"] for p in result.plots}
     assert {"pareto", "parcoords0", "parcoords1", "history", "importance0", "importance1", "breakdown0",
-            "breakdown1"} <= ids
+            "breakdown1", "robust0"} <= ids
+    robust = next(p for p in result.plots if p["id"] == "robust0")
+    assert robust["traces"] >= 2 and robust["points"] > 0  # the designs with error bars and the attainment surfaces
+    assert "How robust the front is" in report.read_text()
     assert {p["stage"] for p in result.plots} == {"2-D", "3-D"}  # the third objective's 3-D view drew too
     assert shot.stat().st_size > 20_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -311,6 +311,19 @@ def _breakdown_section(runs: Sequence[Run], design: int | None) -> tuple[Section
                    figures), notes
 
 
+def _robust_sections(runs: Sequence[Run]) -> list[Section]:
+    """Per run with robust.csv (``python -m dse.robust``): its designs over the joint draws."""
+    from dse.report.robust import section_parts
+
+    out = []
+    for i, run in enumerate(runs):
+        parts = section_parts(run.label, run.path, run.directions, i)
+        if parts is not None:
+            figures, table, intro = parts
+            out.append(Section("How robust the front is", intro, figures, table))
+    return out
+
+
 def _indicator_table(runs: Sequence[Run], box: Box) -> str:
     """Per run: hypervolume in the common box; IGD+ and additive epsilon to every other run's front and to
     the front of all runs together (0 = as good as the reference; lower is better)."""
@@ -392,6 +405,7 @@ def build_report(paths: Sequence[Path], *, labels: Sequence[str] | None = None, 
     notes.extend(bd_notes)
     if bd.figures:
         sections.append(bd)
+    sections.extend(_robust_sections(runs))
     if len(runs) > 1:
         sections.append(Section(
             "Runs against each other",

@@ -489,15 +489,37 @@ def infinigen_headlines() -> tuple[Callable[..., dict[str, float]], list[Uncerta
     return headlines, mechanism_ranges(configs) + hw_ranges(ref["platform"], nominal)
 
 
-def sensitivity_main(study: str, out: Path) -> int:
-    """``--sensitivity``: the headline ratios at both ends of every stated range (table, tornado, summary)."""
+def study_inputs(study: str) -> tuple[Callable[..., dict[str, float]], list[Uncertain], Callable[..., Any], str]:
+    """A study's headline function, its parameters with stated ranges, its ranking and its title."""
     if study == "tender":
         cases = build_cases()
-        headlines, params, ranking = tender_headlines(cases), tender_uncertain(cases), tender_ranking
-        title = "Tender comparison (6 models, INT4, iso-area, 7 nm): geomean ratios over ANT"
-    else:
-        (headlines, params), ranking = infinigen_headlines(), infinigen_ranking
-        title = "Offloading comparison (OPT-13B, A6000 + PCIe 3.0, +128 tokens): throughput ratios"
+        return (tender_headlines(cases), tender_uncertain(cases), tender_ranking,
+                "Tender comparison (6 models, INT4, iso-area, 7 nm): geomean ratios over ANT")
+    (headlines, params) = infinigen_headlines()
+    return (headlines, params, infinigen_ranking,
+            "Offloading comparison (OPT-13B, A6000 + PCIe 3.0, +128 tokens): throughput ratios")
+
+
+def draws_main(study: str, out: Path, n: int, seed: int) -> int:
+    """``--draws N``: the headline ratios with every stated range drawn jointly (median, 90 % interval, how often
+    the order holds; dse/studies/intervals.py)."""
+    from dse.studies import intervals
+
+    headlines, params, ranking, _title = study_inputs(study)
+    nominal, order, draws, got, orders = intervals.joint(params, headlines, ranking, n, seed)
+    rows = intervals.intervals(nominal, got)
+    paths = intervals.write(out, study, params, draws, got, [o == order for o in orders], rows)
+    print(f"{study}: {len(params)} parameters with stated ranges, drawn jointly {n} times (seed {seed}; nothing "
+          "refitted)")
+    for line in intervals.lines(rows, orders, order):
+        print(line)
+    print(f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
+def sensitivity_main(study: str, out: Path) -> int:
+    """``--sensitivity``: the headline ratios at both ends of every stated range (table, tornado, summary)."""
+    headlines, params, ranking, title = study_inputs(study)
     rows = sweep(params, headlines, ranking)
     write_csv(rows, out / f"sensitivity_{study}.csv")
     tornado(rows, out / f"sensitivity_{study}.png", title)
@@ -521,12 +543,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sensitivity", action="store_true",
                         help="the headline ratios at both ends of every stated range (conf/: range next to each "
                              "calibrated constant and labelled assumption): a table and a tornado plot")
+    parser.add_argument("--draws", type=int, help="the headline ratios with every stated range drawn jointly this "
+                                                 "many times: median, 90 %% interval, how often the order holds")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --draws")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.draws is not None:
+        if args.draws < 1:
+            print(f"configuration error: --draws: must be >= 1, got {args.draws}", file=sys.stderr)
+            return 2
+        return draws_main(args.study, args.out, args.draws, args.seed)
     if args.sensitivity:
         return sensitivity_main(args.study, args.out)
     if args.study == "infinigen":

@@ -12,84 +12,19 @@ a tornado plot per headline (``sensitivity_<study>.png``), with whether the syst
 from __future__ import annotations
 
 import csv
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from dse.config import CONF_DIR, Config, Quantity
+from dse.uncertainty import UNCERTAINTY_DIR, Uncertain, hw_ranges, mechanism_ranges, tech_ranges
 
-UNCERTAINTY_DIR = CONF_DIR / "uncertainty"
+__all__ = ["UNCERTAINTY_DIR", "Uncertain", "hw_ranges", "mechanism_ranges", "spans", "summary", "sweep", "tech_ranges",
+           "tornado", "write_csv"]
+
 COLUMNS = ["parameter", "kind", "end", "value", "nominal", "low", "high", "headline", "ratio", "nominal_ratio",
            "change", "ranking_holds", "source"]
-
-
-@dataclass(frozen=True)
-class Uncertain:
-    """One parameter with a stated range: ``kind`` is mechanism (a parameter of ``systems``; one shared
-    by several systems, e.g. the offloading runtime's host costs, moves for all of them), tech or hw."""
-
-    kind: str
-    key: str
-    nominal: float
-    low: float
-    high: float
-    source: str
-    systems: tuple[str, ...] = ()
-
-    @property
-    def name(self) -> str:
-        if self.kind != "mechanism":
-            return f"{self.kind}.{self.key}"
-        return f"{self.systems[0]}.{self.key}" if len(self.systems) == 1 else f"shared.{self.key}"
-
-    def override(self, value: float) -> dict[str, Any]:
-        """Keyword arguments of a headline function that set this parameter to ``value``."""
-        if self.kind == "mechanism":
-            return {"mechanism": {s: {self.key: value} for s in self.systems}}
-        return {self.kind: {self.key: value}}
-
-
-def _number(value: Any) -> float:
-    return float(bool(value)) if isinstance(value, bool) else float(value)
-
-
-def mechanism_ranges(configs: dict[str, Config]) -> list[Uncertain]:
-    """Every mechanism parameter with a range, of the systems configured in ``configs`` (name -> config); a
-    parameter several systems take from a shared base config (same value, range and source) is one entry."""
-    shared: dict[tuple[str, float, tuple[float, ...], str], list[str]] = {}
-    for name, cfg in configs.items():
-        for key, q in cfg.system.mechanism.items():
-            if q.range is not None:
-                shared.setdefault((key, _number(q.value), tuple(map(float, q.range)), str(q.source)), []).append(name)
-    return [Uncertain("mechanism", key, value, rng[0], rng[1], source, tuple(systems))
-            for (key, value, rng, source), systems in shared.items()]
-
-
-def tech_ranges(cfg: Config) -> list[Uncertain]:
-    out = []
-    for f in dataclasses.fields(cfg.tech):
-        q = getattr(cfg.tech, f.name)
-        if isinstance(q, Quantity) and q.range is not None:
-            out.append(Uncertain("tech", f.name, float(q.value), *map(float, q.range), str(q.source)))
-    return out
-
-
-def hw_ranges(file: str, nominal: dict[str, Any]) -> list[Uncertain]:
-    """Ranges of undisclosed hardware/platform defaults (``conf/uncertainty/<file>.yaml``) around ``nominal``."""
-    entries = yaml.safe_load((UNCERTAINTY_DIR / f"{file}.yaml").read_text())
-    out = []
-    for key, e in entries.items():
-        if key not in nominal:
-            raise KeyError(f"conf/uncertainty/{file}.yaml: {key} is not a hardware default here; "
-                           f"known: {sorted(nominal)}")
-        lo, hi = map(float, e["range"])
-        out.append(Uncertain("hw", key, float(nominal[key]), lo, hi, str(e["source"])))
-    return out
 
 
 def sweep(params: list[Uncertain], headlines: Callable[..., dict[str, float]],

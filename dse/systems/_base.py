@@ -110,6 +110,19 @@ class System(ABC):
         measurement these points share observed of their KV selection, used where the model can (it replaces the
         published selected-token table)."""
 
+    def prepare(self, points: dict[str, Any]) -> Any:
+        """What re-evaluating complete design points with other technology, mechanism or hardware-default values
+        shares (:meth:`evaluate_prepared`; ``python -m dse.robust``). By default the points themselves; a family
+        whose model has draw-invariant structure (array-side representatives, validity) computes it here once."""
+        return points
+
+    def evaluate_prepared(self, prepared: Any, hw: dict[str, float],
+                          selection: SelectionStats | None = None) -> Evaluation:
+        """:meth:`evaluate` of prepared points with the hardware defaults ``hw`` set to one value at every point (this
+        system's technology and mechanism as configured); the same metrics as :meth:`evaluate` of those points."""
+        n = len(self.design(prepared))
+        return self.evaluate({**prepared, **{k: np.full(n, v) for k, v in hw.items()}}, selection)
+
     def breakdown(self, point: dict[str, Any]) -> list[dict[str, Any]]:
         """Per-operator rows for one design (``BREAKDOWN_COLUMNS``; for reports and ``python -m dse.evaluate
         --breakdown``); systems with a per-GEMM model override it."""

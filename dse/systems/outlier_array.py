@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from cost_models import tender
+from cost_models import tender, tender_prepared
 from dse.config import Bound, Config, ConfigError
 from dse.hardware import (
     ArrayView,
@@ -172,6 +172,14 @@ class OutlierArraySystem(System):
         design = self.design(points)
         return Evaluation(metrics=tender.evaluate(design, self.ops, self.tech, self.scheme),
                           invalid=design.invalid_reason())
+
+    def prepare(self, points: dict[str, Any]) -> tender_prepared.Prepared:
+        return tender_prepared.prepare(self.design(points))
+
+    def evaluate_prepared(self, prepared: tender_prepared.Prepared, hw: dict[str, float],
+                          selection: SelectionStats | None = None) -> Evaluation:
+        metrics, invalid = tender_prepared.evaluate_prepared(prepared, self.ops, self.tech, self.scheme, hw)
+        return Evaluation(metrics=metrics, invalid=invalid)
 
 
 SYSTEM = OutlierArraySystem
