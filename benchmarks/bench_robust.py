@@ -3,8 +3,8 @@ one draw against many, in this one invocation.
 
     python benchmarks/bench_robust.py RUN_DIR [--draws 20] [--workers 2]
 
-RUN_DIR is a finished run (an exhaustive one gives every feasible point of its space as candidates: the default
-Tender space's about 1.4 x 10^6). Prints the candidates, the time of one draw (one process), the time of ``--draws``
+RUN_DIR is a finished run (an exhaustive one gives every point of its space that is feasible or within the slack of
+a cost bound as candidates). Prints the candidates, the time of one draw (one process), the time of ``--draws``
 draws on ``--workers`` processes, points x draws per second of each, their ratio, and the time 1,000 draws would
 take at the measured rate.
 """
@@ -15,6 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
+from dse.robust.__main__ import SLACK
 from dse.robust.candidates import load_run
 from dse.robust.montecarlo import Job, run_draws
 from dse.robust.ranges import draw, run_ranges
@@ -25,13 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--slack", type=float, default=SLACK, help="as python -m dse.robust --slack")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
-    run = load_run(args.run_dir, progress=False)
+    run = load_run(args.run_dir, progress=False, slack=args.slack)
     load_s = time.perf_counter() - t0
     params = tuple(run_ranges(run.cfg))
     job = Job(run.cfg, params, run.blocks, dict(run.problem.objectives), dict(run.problem.constraints))

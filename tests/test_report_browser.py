@@ -52,6 +52,7 @@ def test_report_renders_without_errors_in_chromium(browser: None, report: Path, 
     robust = next(p for p in result.plots if p["id"] == "robust0")
     assert robust["traces"] >= 2 and robust["points"] > 0  # the designs with error bars and the attainment surfaces
     assert "How robust the front is" in report.read_text()
+    assert '"robust": {"p": [' in report.read_text()  # the Pareto view's bars and P(Pareto) colour for run a
     assert {p["stage"] for p in result.plots} == {"2-D", "3-D"}  # the third objective's 3-D view drew too
     assert shot.stat().st_size > 20_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -131,6 +131,25 @@ def test_zero_width_ranges_give_the_plain_front(cost_only_run: Path) -> None:
         assert sum(1 for _ in csv.DictReader(fh)) == int(plain.sum())
 
 
+def test_designs_within_the_slack_compete_only_where_a_draw_makes_them_feasible(cost_only_run: Path) -> None:
+    from dse.robust.candidates import load_run
+    from dse.robust.montecarlo import run_draws
+
+    tight, loose = load_run(cost_only_run, progress=False), load_run(cost_only_run, progress=False, slack=1.0)
+    assert tight.feasible.all() and loose.feasible.sum() == len(tight.feasible) and not loose.feasible.all()
+    params = tuple(dataclasses.replace(p, low=p.nominal, high=p.nominal) for p in run_ranges(loose.cfg))
+    job = Job(loose.cfg, params, loose.blocks, dict(loose.problem.objectives), dict(loose.problem.constraints))
+    t = run_draws(job, draw(params, 3, 0), (0, 1), workers=1, progress=False)
+    assert np.all(t.feasible[~loose.feasible] == 0) and np.all(t.pareto[~loose.feasible] == 0)
+    assert t.pareto.sum() == 3 * sum(1 for _ in csv.DictReader((cost_only_run / "pareto.csv").open()))
+    # the draw with the least area and power (every energy, leakage and periphery at its low end, the SRAM array
+    # efficiency at its high end): more candidates meet the bounds there than as configured
+    ranges = run_ranges(loose.cfg)
+    least = np.array([p.high if p.key == "sram_array_efficiency" else p.low for p in ranges])
+    job = Job(loose.cfg, tuple(ranges), loose.blocks, dict(loose.problem.objectives), dict(loose.problem.constraints))
+    assert job.evaluate(least)[1].sum() > loose.feasible.sum()
+
+
 def test_configured_moves_only_the_drawn_inputs(cost_only_run: Path) -> None:
     from dse.run_config import read_config
 

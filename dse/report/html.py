@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from dse.pareto import Box, epsilon_additive, hypervolume, hypervolume_history, igd_plus, non_dominated
+from dse.report.robust import overlay
 from dse.report.runs import (
     ReportError,
     Run,
@@ -110,9 +111,13 @@ def pareto_view_data(runs: Sequence[Run], directions: dict[str, str], max_shown:
             shown = rows if kind == "pareto" else sample(rows, max_shown)
             all_values.append(run.values(rows, objectives))
             values = run.values(shown, objectives)
-            out_classes.append({"kind": kind, "count": len(rows), "shown": len(shown),
-                                "values": {m: _finite_list(values[:, j]) for j, m in enumerate(objectives)},
-                                "text": [_hover(run, r) for r in shown]})
+            entry = {"kind": kind, "count": len(rows), "shown": len(shown),
+                     "values": {m: _finite_list(values[:, j]) for j, m in enumerate(objectives)},
+                     "text": [_hover(run, r) for r in shown]}
+            robust = overlay(run.path, shown, objectives) if kind == "pareto" else None
+            if robust is not None:  # python -m dse.robust ran: error bars and P(Pareto) on the Pareto designs
+                entry["robust"] = robust
+            out_classes.append(entry)
         out_runs.append({"label": run.label, "colour": RUN_COLOURS[i % len(RUN_COLOURS)], "classes": out_classes})
     stacked = np.vstack(all_values) if all_values else np.zeros((0, len(objectives)))
     return {"objectives": objectives,
@@ -457,6 +462,18 @@ _SCRIPT = """
                  mode: 'markers', marker: marker(c.kind, run, multi), type: z ? 'scatter3d' : 'scattergl',
                  name: (multi ? run.label + ': ' : '') + c.kind + ' (' + (c.shown < c.count ? c.shown
                        .toLocaleString('en') + ' of ' + c.count.toLocaleString('en') + ' shown' : c.count) + ')'};
+      if (c.robust && !z) {  // tide robust: 5-95 % bars over the joint draws, P(Pareto) as colour
+        const r = c.robust;
+        const bar = m => ({type: 'data', symmetric: false, thickness: 0.8, color: '#aaaaaa',
+                           array: c.values[m].map((v, i) => r.hi[m][i] === null ? 0 : r.hi[m][i] - v),
+                           arrayminus: c.values[m].map((v, i) => r.lo[m][i] === null ? 0 : v - r.lo[m][i])});
+        t.error_x = bar(x);
+        t.error_y = bar(y);
+        const scale = {colorscale: 'Viridis', cmin: 0, cmax: 1,
+                       colorbar: multi ? undefined : {title: {text: 'P(Pareto)'}}};
+        t.marker = Object.assign({}, t.marker, scale, {color: r.p.map(p => p === null ? 0 : p)});
+        t.text = c.text.map((s, i) => s + (r.p[i] === null ? '' : '<br>P(Pareto) ' + r.p[i].toFixed(3)));
+      }
       if (z) { t.z = c.values[z]; t.marker = Object.assign({}, t.marker, {size: t.marker.size / 2}); }
       if (multi && c.kind === 'infeasible') t.visible = 'legendonly';
       traces.push(t);

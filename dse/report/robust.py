@@ -36,6 +36,24 @@ def read_robust(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any], li
     return rows, record, surfaces
 
 
+def _key(row: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, float(v) if isinstance(v, int | float) and not isinstance(v, bool) else str(v))
+                        for k, v in row.items() if k.startswith("param.")))
+
+
+def overlay(run_dir: Path, rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> dict[str, Any] | None:
+    """For the trials ``rows`` of a run with robust.csv, aligned with them: P(Pareto) and the 5th / 95th percentile
+    of every objective over the joint draws (None where a trial is not a candidate); None without robust.csv."""
+    got = read_robust(run_dir)
+    if got is None:
+        return None
+    by = {_key(r): r for r in got[0]}
+    found = [by.get(_key(r)) for r in rows]
+    return {"p": [None if f is None else f["p_pareto"] for f in found],
+            "lo": {m: [None if f is None else f[f"{m}.p5"] for f in found] for m in objectives},
+            "hi": {m: [None if f is None else f[f"{m}.p95"] for f in found] for m in objectives}}
+
+
 def _num(text: str) -> Any:
     if text in ("True", "False"):
         return text == "True"

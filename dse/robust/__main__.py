@@ -51,6 +51,7 @@ log = logging.getLogger("dse.robust")
 PERCENTILES = (5.0, 50.0, 95.0)
 ATTAINMENT = (10.0, 50.0, 90.0)
 THRESHOLDS = (0.5, 0.9)
+SLACK = 0.2  # a design 20 % over a cost bound as configured can meet it in a draw (the energy ranges are about +-25 %)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="the draws are reproducible by this seed")
     parser.add_argument("--threshold", type=float, default=0.5, help="robust front: P(Pareto) at least this")
     parser.add_argument("--pair", nargs=2, metavar=("A", "B"), help="the two objectives of the attainment surfaces")
+    parser.add_argument("--slack", type=float, default=SLACK,
+                        help="candidates also the designs that miss a bound the draws move (area, power) by at most "
+                             "this share of it (0: the feasible ones only)")
     parser.add_argument("--rows", type=int, default=100_000,
                         help="robust.csv lists every candidate up to this many, else the ones that were on a front")
     parser.add_argument("--workers", type=int, default=0, help="processes that evaluate draws (0: one per core)")
@@ -84,7 +88,8 @@ def rows_of(run: Run, idx: np.ndarray, p_pareto: np.ndarray, p_feasible: np.ndar
         row: dict[str, Any] = {"candidate": int(i)}
         row.update({f"param.{k}": _label(v[j]) for k, v in flat.items()})
         row.update({f"objective.{m}": float(run.nominal[i, c]) for c, m in enumerate(objectives)})
-        row.update({"nominal_pareto": bool(nominal_front[i]), "p_pareto": float(p_pareto[i]),
+        row.update({"feasible": bool(run.feasible[i]), "nominal_pareto": bool(nominal_front[i]),
+                    "p_pareto": float(p_pareto[i]),
                     "p_feasible": float(p_feasible[i])})
         for c, m in enumerate(objectives):
             for q, level in enumerate(PERCENTILES):
@@ -161,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--draws: must be >= 1, got {args.draws}")
         if not 0 < args.threshold <= 1:
             raise ConfigError(f"--threshold: must be in (0, 1], got {args.threshold}")
-        run = load_run(args.run_dir, args.progress)
+        if args.slack < 0:
+            raise ConfigError(f"--slack: must be >= 0, got {args.slack}")
+        run = load_run(args.run_dir, args.progress, args.slack)
         objectives = list(run.problem.objectives)
         pair = tuple(args.pair or objectives[:2])
         for m in pair:
@@ -175,14 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     job = Job(run.cfg, params, run.blocks, dict(run.problem.objectives), dict(run.problem.constraints))
     draws = draw(params, args.draws, args.seed)
     workers = args.workers or (os.cpu_count() or 1)
-    log.info("%d candidates (%s), %d inputs with stated ranges, %d draws on %d processes", job.n, run.source,
+    log.info("%d candidates from %s (%d feasible as configured, the others within %g of a bound), %d inputs with "
+             "stated ranges, %d draws on %d processes", job.n, run.source, int(run.feasible.sum()), args.slack,
              len(params), args.draws, workers)
     t0 = time.perf_counter()
     ipair = (objectives.index(pair[0]), objectives.index(pair[1]))
     tally = run_draws(job, draws, ipair, workers, args.progress)
     draws_s = time.perf_counter() - t0
     nominal_front = np.zeros(job.n, dtype=bool)
-    nominal_front[draw_front(run.nominal, np.ones(job.n, dtype=bool), directions, job.edges)] = True
+    nominal_front[draw_front(run.nominal, run.feasible, directions, job.edges)] = True
     p_pareto, p_feasible = tally.pareto / tally.draws, tally.feasible / tally.draws
     idx = np.arange(job.n) if job.n <= args.rows else np.flatnonzero((tally.pareto > 0) | nominal_front)
     pct = spread(job, draws, idx, PERCENTILES)
@@ -203,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                     run.nominal[nominal_front][:, list(ipair)], out / "attainment.png")
     counts = summary_counts(tally, nominal_front, sorted({*THRESHOLDS, args.threshold}))
     record = {"draws": args.draws, "seed": args.seed, "threshold": args.threshold, "candidates_from": run.source,
+              "slack": args.slack, "feasible_as_configured": int(run.feasible.sum()),
               "pair": list(pair), "draws_s": draws_s, "workers": workers,
               "points_x_draws_per_s": job.n * args.draws / draws_s if draws_s > 0 else None,
               **counts, "robust_front": len(front),

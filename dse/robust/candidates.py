@@ -1,9 +1,11 @@
 """A finished run's candidate designs, ready for the joint draws.
 
-A sampled run's candidates are its feasible trials (from its study). An exhaustive run records only the exact
+A sampled run's candidates are its completed trials (from its study); an exhaustive run records only the exact
 Pareto set as trials, so its candidates are found again: every accuracy group is read from the accuracy store (no
-measurement is repeated), and the cost model runs over the whole hardware grid at the configured values, keeping
-every feasible point (the default Tender space: about 1.4 x 10^6 of 9.7 x 10^6).
+measurement is repeated) and the cost model runs over the whole hardware grid at the configured values. Either way
+a candidate is a feasible design, or one that misses only bounds the draws move (area, power: not a measured
+accuracy bound) by at most ``slack`` of the bound: in a draw where it becomes feasible it competes for the front
+(the default Tender space: about 1.4 x 10^6 feasible points of 9.7 x 10^6).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from dse.config import Config, ConfigError
 from dse.coupling import problem_for
 from dse.exhaustive import accuracy_knobs, measure_groups
 from dse.objectives import Observed, Problem
-from dse.results import is_feasible
-from dse.robust.montecarlo import CHUNK, Block, evaluate_blocks
+from dse.robust.montecarlo import CHUNK, Block, evaluate_blocks, within_slack
 from dse.run_config import read_config
 from dse.space import grid_space
 from dse.storage import RUN_RECORD, make_storage
@@ -39,6 +40,7 @@ class Run:
     problem: Problem
     blocks: tuple[Block, ...]
     nominal: np.ndarray
+    feasible: np.ndarray  # which candidates are feasible as configured (the others are within the slack)
     source: str  # where the candidates come from (for the summary)
 
 
@@ -49,27 +51,30 @@ def _storage_target(run_dir: Path) -> str:
     return str(json.loads(path.read_text())["storage"])
 
 
-def _trial_blocks(cfg: Config, system: System, problem: Problem, run_dir: Path) -> list[Block]:
-    """A sampled run's feasible trials, grouped by accuracy spec (one stored measurement per group)."""
+def _trial_blocks(cfg: Config, system: System, problem: Problem, run_dir: Path, slack: float) -> list[Block]:
+    """A sampled run's completed trials that are candidates, grouped by accuracy spec (one stored measurement per
+    group)."""
     study = optuna.load_study(study_name=cfg.search.study_name, storage=make_storage(cfg.search, run_dir))
     seen: set[tuple[tuple[str, str], ...]] = set()
     groups: dict[str, list[dict[str, Any]]] = {}
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         key = tuple(sorted((k, repr(v)) for k, v in t.params.items()))
-        if key in seen or not is_feasible(t, t.constraints):
+        if key in seen:
             continue
         seen.add(key)
         groups.setdefault(repr(system.accuracy_spec(system.complete(t.params))), []).append(t.params)
     blocks = []
     for trials in groups.values():
         observed = problem.extra(system.complete(trials[0])) if problem.providers else Observed()
-        names = list(trials[0])
-        blocks.append(Block({k: np.array([p[k] for p in trials]) for k in names}, observed))
+        block = Block({k: np.array([p[k] for p in trials]) for k in trials[0]}, observed)
+        near = within_slack(system, block, problem.objectives, problem.constraints, slack)[1]
+        if near.any():
+            blocks.append(block.take(np.flatnonzero(near)))
     return blocks
 
 
-def _grid_blocks(cfg: Config, system: System, problem: Problem, progress: bool) -> list[Block]:
-    """An exhaustive run's feasible points, one block per accuracy group."""
+def _grid_blocks(cfg: Config, system: System, problem: Problem, progress: bool, slack: float) -> list[Block]:
+    """An exhaustive run's candidate points, one block per accuracy group."""
     grid = grid_space(dict(cfg.system.space))
     knobs = accuracy_knobs(system, grid, bool(problem.providers))
     groups = measure_groups(system, problem, grid, knobs, progress)
@@ -85,9 +90,8 @@ def _grid_blocks(cfg: Config, system: System, problem: Problem, progress: bool) 
             codes = np.unravel_index(flat, shape)
             params = {k: np.asarray(grid[k])[c] for k, c in zip(hw, codes, strict=True)}
             params.update({k: np.full(len(flat), v) for k, v in g.params.items()})
-            _values, feasible = evaluate_blocks(system, [Block(params, g.observed)], problem.objectives,
-                                                problem.constraints)
-            kept.append(flat[feasible])
+            near = within_slack(system, Block(params, g.observed), problem.objectives, problem.constraints, slack)[1]
+            kept.append(flat[near])
             bar.update(len(flat))
         flat = np.concatenate(kept)
         if len(flat):
@@ -99,17 +103,15 @@ def _grid_blocks(cfg: Config, system: System, problem: Problem, progress: bool) 
     return blocks
 
 
-def load_run(run_dir: Path, progress: bool = True) -> Run:
-    """The run in ``run_dir`` with its candidates and their objective values at the configured inputs."""
+def load_run(run_dir: Path, progress: bool = True, slack: float = 0.0) -> Run:
+    """The run in ``run_dir`` with its candidates (feasible, or missing a bound the draws move by at most ``slack``
+    of it) and their objective values at the configured inputs."""
     cfg = read_config(run_dir)
     system = make_system(cfg)
     problem, _provider = problem_for(cfg, system, store_for(_storage_target(run_dir), cfg.search.accuracy_lease_s))
     if cfg.search.exhaustive:
-        blocks, source = _grid_blocks(cfg, system, problem, progress), "every feasible point of the exhaustive space"
+        blocks, source = _grid_blocks(cfg, system, problem, progress, slack), "the exhaustive space"
     else:
-        blocks, source = _trial_blocks(cfg, system, problem, run_dir), "the run's feasible trials"
+        blocks, source = _trial_blocks(cfg, system, problem, run_dir, slack), "the run's trials"
     nominal, feasible = evaluate_blocks(system, blocks, problem.objectives, problem.constraints)
-    if not feasible.all():  # the candidates were chosen feasible at these values: a changed model would show here
-        raise ConfigError(f"{run_dir}: {int((~feasible).sum())} candidates are not feasible when evaluated again; "
-                          "the cost model or config changed since the run")
-    return Run(cfg, system, problem, tuple(blocks), nominal, source)
+    return Run(cfg, system, problem, tuple(blocks), nominal, feasible, source)

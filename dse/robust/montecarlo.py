@@ -74,6 +74,22 @@ def _stacked(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.nda
     return np.vstack([v for v, _f in parts]), np.concatenate([f for _v, f in parts])
 
 
+def within_slack(system: System, block: Block, objectives: Mapping[str, str], constraints: Mapping[str, Bound],
+                 slack: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per point of ``block`` (evaluated as configured): feasible, and a candidate for the draws: valid, every
+    measured constraint met (the block's accuracy is the same in every draw) and every other bound missed by at most
+    ``slack`` of its value (a draw of the cost model's inputs can make such a point feasible)."""
+    point = system.complete(block.params)
+    ev = system.evaluate(point, block.observed.selection)
+    n = len(block)
+    extra = {k: np.broadcast_to(np.asarray(v).reshape(-1), (n,)) for k, v in block.observed.metrics.items()}
+    assessed = assess_arrays({**ev.metrics, **extra}, ev.invalid, objectives, constraints)
+    near = assessed.valid.copy()
+    for m, v in assessed.constraints.items():
+        near &= v <= (0.0 if m in block.observed.metrics else slack)
+    return assessed.feasible, near
+
+
 def evaluate_blocks(system: System, blocks: Sequence[Block], objectives: Mapping[str, str],
                     constraints: Mapping[str, Bound], chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """Objective values ([N, objectives]) and feasibility ([N]) of every candidate, in block order."""
