@@ -247,18 +247,27 @@ def test_journal_four_workers_survive_kill_9_mid_trial_and_while_measuring(tmp_p
                          f"accuracy.cache_dir={cache}"], run_dir)
     journal = run_dir / "study.journal"
     try:
+        def held_by(path: Path) -> str | None:
+            """Who holds a key's lock file now (its content), or None when it is free."""
+            with path.open("a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fh.seek(0)
+                    return fh.read().strip()
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            return None
+
         def lock_holder() -> tuple[str, str] | None:  # a per-key lock file held by a worker (the local lease)
             for path in (cache / "locks").glob("*") if (cache / "locks").is_dir() else []:
-                with path.open("a+") as fh:
-                    try:
-                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        fh.seek(0)
-                        owner = fh.read().strip()
-                        if owner and pid_of(owner) != proc.pid:
-                            return path.name, owner
-                    else:
-                        fcntl.flock(fh, fcntl.LOCK_UN)
+                owner = held_by(path)
+                if not owner or pid_of(owner) == proc.pid:
+                    continue
+                # a worker writes its name just after it takes the lock: the content read at that instant can
+                # still name the previous holder, so the holder counts once it reads the same a moment later
+                time.sleep(0.3)
+                if held_by(path) == owner:
+                    return path.name, owner
             return None
 
         key, holder = wait_for(lock_holder, proc, "a worker measuring an accuracy key")
