@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from dse.pareto import to_minimisation
 from dse.robust.montecarlo import staircase
 
 MAX_POINTS = 5000  # the designs drawn (those most often on a front first)
@@ -81,14 +82,14 @@ def figure(label: str, rows: Sequence[dict[str, Any]], pair: Sequence[str], surf
         text=[f"candidate {int(r['candidate'])}<br>P(Pareto) {r['p_pareto']:.2f}, P(feasible) {r['p_feasible']:.2f}"
               + ("<br>on the configured front" if r["nominal_pareto"] else "") for r in shown],
         hoverinfo="text+x+y"))
-    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
-    pts_all = np.array([[p[0], p[1]] for p in surfaces] + [[u, v] for u, v in zip(x, y, strict=True)]) * sign
+    pts_all = to_minimisation(np.array([[p[0], p[1]] for p in surfaces] + [[u, v] for u, v in zip(x, y, strict=True)]
+                                       ).reshape(-1, 2), directions)
     upper = tuple(pts_all.max(axis=0)) if len(pts_all) else (0.0, 0.0)
     for level, colour in ((10.0, "#9dc3e6"), (50.0, "#1f4e79"), (90.0, "#c55a11")):
-        pts = np.array([[p[0], p[1]] for p in surfaces if p[2] == level]).reshape(-1, 2) * sign
-        xs, ys = staircase(pts, upper)
-        if len(xs):
-            fig.add_trace(go.Scatter(x=(xs * sign[0]).tolist(), y=(ys * sign[1]).tolist(), mode="lines",
+        pts = to_minimisation(np.array([[p[0], p[1]] for p in surfaces if p[2] == level]).reshape(-1, 2), directions)
+        line = to_minimisation(np.column_stack(staircase(pts, upper)), directions)
+        if len(line):
+            fig.add_trace(go.Scatter(x=line[:, 0].tolist(), y=line[:, 1].tolist(), mode="lines",
                                      line={"color": colour}, name=f"front attained in {level:g} % of draws"))
     fig.update_layout(title=f"{html.escape(label)}: designs over the joint draws (5-95 % bars; diamonds: the "
                             "configured front)", xaxis_title=a, yaxis_title=b, height=560,

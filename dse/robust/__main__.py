@@ -20,7 +20,6 @@ draw's constrained front is taken (``dse/robust/montecarlo.py``). Written in RUN
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -33,6 +32,8 @@ import numpy as np
 import yaml
 
 from dse.config import ConfigError
+from dse.pareto import to_minimisation
+from dse.results import write_csv
 from dse.robust.candidates import Run, load_run
 from dse.robust.montecarlo import (
     Job,
@@ -98,16 +99,6 @@ def rows_of(run: Run, idx: np.ndarray, p_pareto: np.ndarray, p_feasible: np.ndar
     return sorted(rows, key=lambda r: (-r["p_pareto"], r["candidate"]))
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as fh:
-        if not rows:
-            fh.write("")
-            return
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def export_front(run: Run, rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """``robust_designs/``: each robust design as a design file (as ``designs/``), with its robustness."""
     from dse.exhaustive import frozen_trial
@@ -140,14 +131,14 @@ def attainment_plot(surfaces: np.ndarray, pair: tuple[str, str], directions: tup
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    both = np.vstack([surfaces[:, :2], nominal * sign]) if len(surfaces) else nominal * sign
+    both = np.vstack([surfaces[:, :2], to_minimisation(nominal, directions)])
     upper = tuple(both.max(axis=0) + 0.05 * np.ptp(both, axis=0))
     for level, colour in zip(ATTAINMENT, ("#9dc3e6", "#1f4e79", "#c55a11"), strict=True):
-        xs, ys = staircase(surfaces[surfaces[:, 2] == level][:, :2], upper)
-        if len(xs):
-            ax.plot(xs * sign[0], ys * sign[1], color=colour, label=f"attained in {level:g} % of draws")
+        line = to_minimisation(np.column_stack(staircase(surfaces[surfaces[:, 2] == level][:, :2], upper)),
+                               directions)
+        if len(line):
+            ax.plot(line[:, 0], line[:, 1], color=colour, label=f"attained in {level:g} % of draws")
     ax.scatter(nominal[:, 0], nominal[:, 1], s=8, color="black", label="configured front", zorder=3)
     ax.set_xlabel(pair[0])
     ax.set_ylabel(pair[1])
@@ -196,19 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     pct = spread(job, draws, idx, PERCENTILES)
     rows = rows_of(run, idx, p_pareto, p_feasible, nominal_front, pct)
     out = args.run_dir
-    write_rows(out / "robust.csv", rows)
+    write_csv(out / "robust.csv", rows)
     front = [r for r in rows if r["p_pareto"] >= args.threshold]
-    write_rows(out / "robust_front.csv", front)
+    write_csv(out / "robust_front.csv", front)
     export_front(run, front, out / "robust_designs")
     surfaces = attainment(tally.fronts, ATTAINMENT)
-    sign = np.array([1.0 if directions[i] == "minimize" else -1.0 for i in ipair])
-    with (out / "attainment.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow([pair[0], pair[1], "percent_of_draws"])
-        for a, b, level in surfaces:
-            w.writerow([a * sign[0], b * sign[1], level])
-    attainment_plot(surfaces, pair, (directions[ipair[0]], directions[ipair[1]]),
-                    run.nominal[nominal_front][:, list(ipair)], out / "attainment.png")
+    pair_dirs = (directions[ipair[0]], directions[ipair[1]])
+    write_csv(out / "attainment.csv", [{pair[0]: a, pair[1]: b, "percent_of_draws": level} for (a, b), level in
+                                       zip(to_minimisation(surfaces[:, :2], pair_dirs), surfaces[:, 2], strict=True)])
+    attainment_plot(surfaces, pair, pair_dirs, run.nominal[nominal_front][:, list(ipair)], out / "attainment.png")
     counts = summary_counts(tally, nominal_front, sorted({*THRESHOLDS, args.threshold}))
     record = {"draws": args.draws, "seed": args.seed, "threshold": args.threshold, "candidates_from": run.source,
               "slack": args.slack, "feasible_as_configured": int(run.feasible.sum()),

@@ -24,7 +24,7 @@ from dse.config import Config, ConfigError
 from dse.coupling import problem_for
 from dse.exhaustive import accuracy_knobs, measure_groups
 from dse.objectives import Observed, Problem
-from dse.robust.montecarlo import CHUNK, Block, evaluate_blocks, within_slack
+from dse.robust.montecarlo import CHUNK, Block, within_slack
 from dse.run_config import read_config
 from dse.space import grid_space
 from dse.storage import RUN_RECORD, make_storage
@@ -51,7 +51,18 @@ def _storage_target(run_dir: Path) -> str:
     return str(json.loads(path.read_text())["storage"])
 
 
-def _trial_blocks(cfg: Config, system: System, problem: Problem, run_dir: Path, slack: float) -> list[Block]:
+#: candidates of one accuracy group, with their objective values and feasibility as configured
+Found = tuple[Block, np.ndarray, np.ndarray]
+
+
+def _kept(system: System, problem: Problem, block: Block, slack: float) -> Found | None:
+    """The candidates among ``block``'s points (:func:`within_slack`), or None when there are none."""
+    values, feasible, near = within_slack(system, block, problem.objectives, problem.constraints, slack)
+    idx = np.flatnonzero(near)
+    return (block.take(idx), values[idx], feasible[idx]) if len(idx) else None
+
+
+def _trial_blocks(cfg: Config, system: System, problem: Problem, run_dir: Path, slack: float) -> list[Found]:
     """A sampled run's completed trials that are candidates, grouped by accuracy spec (one stored measurement per
     group)."""
     study = optuna.load_study(study_name=cfg.search.study_name, storage=make_storage(cfg.search, run_dir))
@@ -63,44 +74,42 @@ def _trial_blocks(cfg: Config, system: System, problem: Problem, run_dir: Path, 
             continue
         seen.add(key)
         groups.setdefault(repr(system.accuracy_spec(system.complete(t.params))), []).append(t.params)
-    blocks = []
+    found = []
     for trials in groups.values():
         observed = problem.extra(system.complete(trials[0])) if problem.providers else Observed()
-        block = Block({k: np.array([p[k] for p in trials]) for k in trials[0]}, observed)
-        near = within_slack(system, block, problem.objectives, problem.constraints, slack)[1]
-        if near.any():
-            blocks.append(block.take(np.flatnonzero(near)))
-    return blocks
+        kept = _kept(system, problem, Block({k: np.array([p[k] for p in trials]) for k in trials[0]}, observed),
+                     slack)
+        if kept is not None:
+            found.append(kept)
+    return found
 
 
-def _grid_blocks(cfg: Config, system: System, problem: Problem, progress: bool, slack: float) -> list[Block]:
-    """An exhaustive run's candidate points, one block per accuracy group."""
+def _grid_blocks(cfg: Config, system: System, problem: Problem, progress: bool, slack: float) -> list[Found]:
+    """An exhaustive run's candidate points, one block per accuracy group (evaluated in chunks of the grid)."""
     grid = grid_space(dict(cfg.system.space))
     knobs = accuracy_knobs(system, grid, bool(problem.providers))
     groups = measure_groups(system, problem, grid, knobs, progress)
     hw = [k for k in grid if k not in knobs]
     shape = tuple(len(grid[k]) for k in hw)
     size = int(np.prod(shape, dtype=np.int64))
-    blocks = []
+    found = []
     bar = tqdm(total=size * len(groups), desc="candidates", unit="pt", unit_scale=True, disable=not progress)
     for g in groups:
-        kept: list[np.ndarray] = []
+        parts = []
         for lo in range(0, size, CHUNK):
             flat = np.arange(lo, min(lo + CHUNK, size), dtype=np.int64)
-            codes = np.unravel_index(flat, shape)
-            params = {k: np.asarray(grid[k])[c] for k, c in zip(hw, codes, strict=True)}
+            params = {k: np.asarray(grid[k])[c] for k, c in zip(hw, np.unravel_index(flat, shape), strict=True)}
             params.update({k: np.full(len(flat), v) for k, v in g.params.items()})
-            near = within_slack(system, Block(params, g.observed), problem.objectives, problem.constraints, slack)[1]
-            kept.append(flat[near])
+            kept = _kept(system, problem, Block(params, g.observed), slack)
+            if kept is not None:
+                parts.append(kept)
             bar.update(len(flat))
-        flat = np.concatenate(kept)
-        if len(flat):
-            codes = np.unravel_index(flat, shape)
-            params = {k: np.asarray(grid[k])[c] for k, c in zip(hw, codes, strict=True)}
-            params.update({k: np.full(len(flat), v) for k, v in g.params.items()})
-            blocks.append(Block(params, g.observed))
+        if parts:
+            found.append((Block({k: np.concatenate([b.params[k] for b, _v, _f in parts]) for k in parts[0][0].params},
+                                g.observed),
+                          np.vstack([v for _b, v, _f in parts]), np.concatenate([f for _b, _v, f in parts])))
     bar.close()
-    return blocks
+    return found
 
 
 def load_run(run_dir: Path, progress: bool = True, slack: float = 0.0) -> Run:
@@ -110,8 +119,10 @@ def load_run(run_dir: Path, progress: bool = True, slack: float = 0.0) -> Run:
     system = make_system(cfg)
     problem, _provider = problem_for(cfg, system, store_for(_storage_target(run_dir), cfg.search.accuracy_lease_s))
     if cfg.search.exhaustive:
-        blocks, source = _grid_blocks(cfg, system, problem, progress, slack), "the exhaustive space"
+        found, source = _grid_blocks(cfg, system, problem, progress, slack), "the exhaustive space"
     else:
-        blocks, source = _trial_blocks(cfg, system, problem, run_dir, slack), "the run's trials"
-    nominal, feasible = evaluate_blocks(system, blocks, problem.objectives, problem.constraints)
-    return Run(cfg, system, problem, tuple(blocks), nominal, feasible, source)
+        found, source = _trial_blocks(cfg, system, problem, run_dir, slack), "the run's trials"
+    k = len(problem.objectives)
+    nominal = np.vstack([v for _b, v, _f in found]) if found else np.zeros((0, k))
+    feasible = np.concatenate([f for _b, _v, f in found]) if found else np.zeros(0, dtype=bool)
+    return Run(cfg, system, problem, tuple(b for b, _v, _f in found), nominal, feasible, source)

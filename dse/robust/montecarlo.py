@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dse.config import Bound, Config
-from dse.objectives import Observed, assess_arrays
+from dse.objectives import Assessed, Observed, assess_arrays
 from dse.pareto import to_minimisation
 from dse.robust.ranges import configured
 from dse.systems import Evaluation, System, make_system
@@ -61,10 +61,15 @@ def subset(blocks: Sequence[Block], idx: np.ndarray) -> list[Block]:
     return out
 
 
+def _assess(ev: Evaluation, observed: Observed, n: int, objectives: Mapping[str, str],
+            constraints: Mapping[str, Bound]) -> Assessed:
+    extra = {k: np.broadcast_to(np.asarray(v).reshape(-1), (n,)) for k, v in observed.metrics.items()}
+    return assess_arrays({**ev.metrics, **extra}, ev.invalid, objectives, constraints)
+
+
 def _assessed(ev: Evaluation, observed: Observed, n: int, objectives: Mapping[str, str],
               constraints: Mapping[str, Bound]) -> tuple[np.ndarray, np.ndarray]:
-    extra = {k: np.broadcast_to(np.asarray(v).reshape(-1), (n,)) for k, v in observed.metrics.items()}
-    assessed = assess_arrays({**ev.metrics, **extra}, ev.invalid, objectives, constraints)
+    assessed = _assess(ev, observed, n, objectives, constraints)
     return assessed.values, assessed.feasible
 
 
@@ -75,32 +80,17 @@ def _stacked(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.nda
 
 
 def within_slack(system: System, block: Block, objectives: Mapping[str, str], constraints: Mapping[str, Bound],
-                 slack: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per point of ``block`` (evaluated as configured): feasible, and a candidate for the draws: valid, every
-    measured constraint met (the block's accuracy is the same in every draw) and every other bound missed by at most
-    ``slack`` of its value (a draw of the cost model's inputs can make such a point feasible)."""
-    point = system.complete(block.params)
-    ev = system.evaluate(point, block.observed.selection)
-    n = len(block)
-    extra = {k: np.broadcast_to(np.asarray(v).reshape(-1), (n,)) for k, v in block.observed.metrics.items()}
-    assessed = assess_arrays({**ev.metrics, **extra}, ev.invalid, objectives, constraints)
+                 slack: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point of ``block`` evaluated as configured: its objective values, whether it is feasible, and whether it
+    is a candidate for the draws: valid, every measured constraint met (the block's accuracy is the same in every
+    draw) and every other bound missed by at most ``slack`` of its value (a draw of the cost model's inputs can make
+    such a point feasible)."""
+    ev = system.evaluate(system.complete(block.params), block.observed.selection)
+    assessed = _assess(ev, block.observed, len(block), objectives, constraints)
     near = assessed.valid.copy()
     for m, v in assessed.constraints.items():
         near &= v <= (0.0 if m in block.observed.metrics else slack)
-    return assessed.feasible, near
-
-
-def evaluate_blocks(system: System, blocks: Sequence[Block], objectives: Mapping[str, str],
-                    constraints: Mapping[str, Bound], chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
-    """Objective values ([N, objectives]) and feasibility ([N]) of every candidate, in block order."""
-    parts = []
-    for b in blocks:
-        for lo in range(0, len(b), chunk):
-            hi = min(lo + chunk, len(b))
-            point = system.complete({k: v[lo:hi] for k, v in b.params.items()})
-            parts.append(_assessed(system.evaluate(point, b.observed.selection), b.observed, hi - lo, objectives,
-                                   constraints))
-    return _stacked(parts, len(objectives))
+    return assessed.values, assessed.feasible, near
 
 
 def _nondominated(values: np.ndarray) -> np.ndarray:
